@@ -1,0 +1,40 @@
+# Two entry points for a fresh clone: `make demo` and `make test`. Each creates .venv on its own.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-fast lint bench clean
+
+# torch is pinned in the same pip command as the rest: this machine holds the 2.13.0 CPU wheel,
+# while an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml setup.py constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt -e '.[runtime,deepspeed,dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check compiler runtime targets tests benchmarks examples
+	$(VENV)/bin/mypy compiler runtime
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+bench: $(STAMP)
+	$(PY) benchmarks/build_speed.py
+	$(PY) benchmarks/estimator_accuracy.py
+
+clean:
+	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache
