@@ -1,0 +1,1 @@
+"""loft's tagged chat template library (data: <family>.jinja + index.json); see README.md."""
