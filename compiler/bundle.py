@@ -1,0 +1,351 @@
+"""Write stage and `loftc verify`: the bundle on disk, its MANIFEST.sha256, and checks against it.
+
+Writing is atomic at the level a user cares about: the new bundle is built complete (and fsynced) in a
+temp directory beside `run/`, then swapped in by rename, so a failed build leaves an existing `run/` as
+it was. Run outputs are never deleted: on a rebuild, every top-level entry of the old directory that
+the old bundle did not write itself (its `out/` with checkpoints, logs a user put there) moves into
+the new bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Diagnostic
+
+MANIFEST = "MANIFEST.sha256"
+PLAN = "plan.lock"
+_SKIP_DIRS = {"__pycache__"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_text(files: dict[str, bytes]) -> str:
+    """`<sha256>  <path>` lines sorted by path, for every file but the manifest itself."""
+    return "".join(f"{sha256(files[p])}  {p}\n" for p in sorted(files) if p != MANIFEST)
+
+
+def parse_manifest(text: str) -> dict[str, str]:
+    """{path: sha256}; raises ValueError naming the first malformed line."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, sep, path = line.partition("  ")
+        if not sep or len(digest) != 64 or not path or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"line {n} is not '<sha256>  <path>': {line[:80]!r}")
+        out[path] = digest
+    return out
+
+
+def file_mode(path: str) -> int:
+    return 0o755 if path.endswith(".sh") else 0o644
+
+
+def is_bundle(path: Path) -> bool:
+    return (path / PLAN).is_file() and (path / MANIFEST).is_file()
+
+
+def output_dirs(plan_bytes: bytes | None) -> set[str]:
+    """Top-level names that hold run outputs: always `out`, plus the plan's output_dir when relative."""
+    names = {"out"}
+    if plan_bytes:
+        try:
+            out = json.loads(plan_bytes)["config"].get("output_dir", "out")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            out = "out"
+        if isinstance(out, str) and out and not os.path.isabs(out):
+            top = Path(out).parts[0]
+            if top not in ("..", "."):
+                names.add(top)
+    return names
+
+
+def write_bundle(out_dir: Path, files: dict[str, bytes], force: bool) -> None:
+    """Write `files` + MANIFEST.sha256 to `out_dir` via a temp dir and rename; see the module docstring."""
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError.one(f"{out_dir} exists and is not a directory", key="-o", code="out-not-dir")
+    existing = out_dir.is_dir() and any(out_dir.iterdir())
+    old_is_bundle = existing and is_bundle(out_dir)
+    if existing and not old_is_bundle and not force:
+        raise ConfigError.one(
+            f"{out_dir} is not empty and is not a loft bundle (no plan.lock and MANIFEST.sha256)",
+            key="-o", expected="an empty or new directory, or an earlier loft bundle",
+            hint="pick another -o, or pass --force to write the bundle into it (its other files are kept)",
+            code="out-not-bundle")
+    files = {p: files[p] for p in sorted(files) if p != MANIFEST}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.loft-new-", dir=out_dir.parent))
+    try:
+        for rel, data in files.items():
+            _write_file(tmp / rel, data, file_mode(rel))
+        _write_file(tmp / MANIFEST, manifest_text(files).encode(), 0o644)
+        for d in sorted({(tmp / rel).parent for rel in files} | {tmp}, key=lambda p: -len(p.parts)):
+            _fsync_dir(d)
+        os.chmod(tmp, 0o755)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not out_dir.exists():
+        os.rename(tmp, out_dir)
+        _fsync_dir(out_dir.parent)
+        return
+    _swap(out_dir, tmp, files, old_is_bundle)
+
+
+def _swap(out_dir: Path, tmp: Path, files: dict[str, bytes], old_is_bundle: bool) -> None:
+    """Move the old directory aside, carry the user's entries into the new one, rename it in place."""
+    old_manifest: set[str] = set()
+    if old_is_bundle:
+        with contextlib.suppress(OSError, ValueError):
+            old_manifest = {p.split("/")[0] for p in parse_manifest((out_dir / MANIFEST).read_text("utf-8"))}
+        old_manifest.add(MANIFEST)
+    new_top = {p.split("/")[0] for p in files} | {MANIFEST}
+    keep = output_dirs(files.get(PLAN))
+    if old_is_bundle:
+        keep |= output_dirs(_read(out_dir / PLAN))
+    carry = sorted(
+        e.name for e in out_dir.iterdir()
+        if e.name in keep or (e.name not in old_manifest and e.name not in new_top and not e.name.startswith(".loft-"))
+    )
+    aside = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.loft-old-", dir=out_dir.parent))
+    os.rmdir(aside)
+    os.rename(out_dir, aside)
+    moved: list[str] = []
+    try:
+        for name in carry:
+            dest = tmp / name
+            if dest.exists() or dest.is_symlink():
+                shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+            os.rename(aside / name, dest)
+            moved.append(name)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        for name in moved:  # put the user's entries back, then the old bundle
+            with contextlib.suppress(OSError):
+                os.rename(tmp / name, aside / name)
+        with contextlib.suppress(OSError):
+            os.rename(aside, out_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(out_dir.parent)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(path, mode)  # not subject to the umask
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- reading and verifying
+
+
+def read_files(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a bundle on disk except its outputs and Python caches, keyed by relative path."""
+    run_dir = Path(run_dir)
+    skip = output_dirs(_read(run_dir / PLAN))
+    out: dict[str, bytes] = {}
+    for rel, path in _bundle_paths(run_dir, skip):
+        if path.is_symlink():
+            out[rel] = b"symlink -> " + os.readlink(path).encode()
+        else:
+            out[rel] = path.read_bytes()
+    return out
+
+
+def _bundle_paths(root: Path, skip_top: set[str]) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if d not in _SKIP_DIRS and not (prefix == "" and (d in skip_top or d.startswith(".loft-")))
+        )
+        for name in sorted(filenames):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(dirpath) / name
+            if not (path.is_file() or path.is_symlink()) or stat.S_ISFIFO(path.lstat().st_mode):
+                continue
+            yield prefix + name, path
+
+
+def verify(run_dir: Path, config: Path | None = None) -> list[Diagnostic]:
+    """Everything wrong with a bundle: tampered/missing/extra files, a stale runtime copy, a plan that no
+    longer matches its config or data (when those are at hand). Errors fail `loftc verify`; warnings don't."""
+    run_dir = Path(run_dir)
+    where = str(run_dir)
+    if not run_dir.is_dir():
+        return [Diagnostic(f"{run_dir} is not a directory", file=where, code="not-a-bundle")]
+    if not (run_dir / MANIFEST).is_file():
+        return [Diagnostic(f"no {MANIFEST} here: not a loft bundle (build one with `loftc build`)", file=where,
+                           code="not-a-bundle")]
+    try:
+        manifest = parse_manifest((run_dir / MANIFEST).read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        return [Diagnostic(f"{MANIFEST} is malformed: {e}", file=str(run_dir / MANIFEST), code="bad-manifest")]
+    on_disk = read_files(run_dir)
+    on_disk.pop(MANIFEST, None)
+    diags: list[Diagnostic] = []
+    bad: set[str] = set()
+    for rel in sorted(set(manifest) | set(on_disk)):
+        f = str(run_dir / rel)
+        if rel not in on_disk:
+            diags.append(Diagnostic(f"missing file {rel} (listed in {MANIFEST})", file=f, code="missing-file"))
+            bad.add(rel)
+        elif rel not in manifest:
+            diags.append(Diagnostic(f"extra file {rel} (not in {MANIFEST})", file=f, code="extra-file",
+                                    hint="remove it, or rebuild the bundle with `loftc build`"))
+            bad.add(rel)
+        elif sha256(on_disk[rel]) != manifest[rel]:
+            diags.append(Diagnostic(
+                f"{rel} changed since the build (sha256 {sha256(on_disk[rel])[:12]}, manifest says "
+                f"{manifest[rel][:12]})", file=f, code="changed-file"))
+            bad.add(rel)
+    diags.extend(_check_runtime(run_dir, on_disk))
+    diags.extend(_check_sources(run_dir, on_disk, bad, config))
+    return diags
+
+
+def _check_runtime(run_dir: Path, on_disk: dict[str, bytes]) -> list[Diagnostic]:
+    from .render import RUNTIME_PREFIX, runtime_files
+
+    installed = runtime_files()
+    copy = {p: b for p, b in on_disk.items() if p.startswith(RUNTIME_PREFIX)}
+    diags = []
+    try:
+        from importlib.metadata import version
+
+        ver = version("loft")
+    except Exception:  # metadata missing in a source checkout without install
+        ver = "?"
+    for rel in sorted(set(installed) | set(copy)):
+        if installed.get(rel) != copy.get(rel):
+            state = "is missing" if rel not in copy else "is not part of" if rel not in installed else "differs from"
+            diags.append(Diagnostic(
+                f"runtime copy {rel} {state} the installed loft runtime (loft {ver})", file=str(run_dir / rel),
+                hint="rebuild the bundle with this loftc, or verify with the loftc that built it",
+                code="runtime-differs"))
+    return diags
+
+
+def _check_sources(run_dir: Path, on_disk: dict[str, bytes], bad: set[str], config: Path | None) -> list[Diagnostic]:
+    """Rebuild the bundle in memory from its config and data; name every file whose bytes would differ."""
+    plan_bytes = on_disk.get(PLAN)
+    if plan_bytes is None:
+        return []
+    try:
+        plan = json.loads(plan_bytes)
+        source_file = plan["source"]["file"]
+    except (ValueError, KeyError, TypeError):
+        return [Diagnostic(f"{PLAN} is not a loft plan (invalid JSON or no source.file)", file=str(run_dir / PLAN),
+                           code="bad-plan")]
+    cfg_path = Path(config) if config is not None else run_dir / source_file
+    if not cfg_path.is_file():
+        if config is not None:
+            return [Diagnostic(f"config {config} not found", file=str(config), code="config-not-found")]
+        return [Diagnostic(f"sources not checked: {source_file} is not in the bundle; pass --config to check the "
+                           "plan against the config and data it was compiled from", file=str(run_dir),
+                           severity="warning", code="sources-not-checked")]
+    from . import pipeline  # H1's stages; imported late so verify of a bare bundle needs none of them
+
+    try:
+        rebuilt = pipeline.compile(cfg_path, out_dir=run_dir)
+    except ConfigError as e:
+        return [Diagnostic(f"cannot rebuild from {cfg_path}: {d.render()}", file=str(cfg_path), severity="warning",
+                           code="sources-not-checked") for d in e.diagnostics]
+    new_files = _files_of(rebuilt)
+    new_plan: dict[str, Any] = json.loads(new_files[PLAN]) if PLAN in new_files else {}
+    reasons = _why_stale(plan, new_plan, cfg_path)
+    diags = []
+    from .render import RUNTIME_PREFIX
+
+    for rel in sorted(set(new_files) | {p for p in on_disk if p != MANIFEST}):
+        if rel in bad or rel.startswith(RUNTIME_PREFIX) or rel == MANIFEST:
+            continue
+        f = str(run_dir / rel)
+        if rel not in new_files:
+            diags.append(Diagnostic(f"{rel} would not be in a bundle built from {cfg_path.name} now{reasons}",
+                                    file=f, code="stale-bundle"))
+        elif rel not in on_disk:
+            diags.append(Diagnostic(f"{rel} is missing: a build from {cfg_path.name} now writes it{reasons}",
+                                    file=f, code="stale-bundle"))
+        elif on_disk[rel] != new_files[rel]:
+            diags.append(Diagnostic(f"{rel} no longer matches {cfg_path.name}{reasons}", file=f, code="stale-bundle",
+                                    hint="rebuild with `loftc build`"))
+    return diags
+
+
+def _files_of(rebuilt: Any) -> dict[str, bytes]:
+    """pipeline.compile's files, whether it returns the files, (plan, files) or an object with .files."""
+    if isinstance(rebuilt, dict):
+        return rebuilt
+    if isinstance(rebuilt, tuple):
+        for part in rebuilt:
+            if isinstance(part, dict) and PLAN in part:
+                return part
+    files = getattr(rebuilt, "files", None)
+    if isinstance(files, dict):
+        return files
+    raise TypeError(f"pipeline.compile returned {type(rebuilt).__name__}; expected bundle files")
+
+
+def _why_stale(old: dict[str, Any], new: dict[str, Any], cfg_path: Path) -> str:
+    """': data file data/chat.jsonl changed (sha256 a → b); …' from the two plans."""
+    reasons = []
+    old_src, new_src = old.get("source", {}), new.get("source", {})
+    if old_src.get("sha256") != new_src.get("sha256"):
+        reasons.append(f"{cfg_path.name} changed (sha256 {str(old_src.get('sha256'))[:12]} → "
+                       f"{str(new_src.get('sha256'))[:12]})")
+    old_data = {d.get("name"): d for d in old.get("data", {}).get("datasets", [])}
+    for d in new.get("data", {}).get("datasets", []):
+        o = old_data.get(d.get("name"))
+        if o is None:
+            reasons.append(f"dataset {d.get('name')} is new")
+        elif o.get("sha256") != d.get("sha256"):
+            reasons.append(f"data file {d.get('path')} changed (sha256 {str(o.get('sha256'))[:12]} → "
+                           f"{str(d.get('sha256'))[:12]})")
+    if not reasons and old != new:
+        from .diff import diff_plans
+
+        changes = diff_plans(old, new)
+        reasons.extend(f"{c.key}: {c.old_text()} → {c.new_text()}" for c in changes[:3])
+        if len(changes) > 3:
+            reasons.append(f"… {len(changes) - 3} more (loftc diff)")
+    return ": " + "; ".join(reasons) if reasons else ""
