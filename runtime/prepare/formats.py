@@ -1,0 +1,166 @@
+"""Dataset formats → one normal form: a chat (messages) or plain segments (text, trained?).
+
+Field names follow what Axolotl users know: `field_messages`, `message_fields` (property mapping),
+`roles` (source role → standard role), and `fields` for alpaca / completion / input_output columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from loft.runtime.prepare.errors import BadSample
+
+STANDARD_ROLES = ("system", "user", "assistant", "tool")
+# Role names seen in the wild, mapped to the standard ones; a dataset's `roles` mapping wins.
+COMMON_ROLES = {
+    "system": "system", "user": "user", "assistant": "assistant", "tool": "tool",
+    "human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant",
+    "function": "tool", "ipython": "tool", "observation": "tool",
+}
+FORMATS = ("messages", "sharegpt", "alpaca", "completion", "input_output")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The per-dataset settings that shape tokenization (a dataset entry of `data.datasets`)."""
+
+    name: str
+    format: str = "messages"
+    field_messages: str = "messages"
+    message_fields: dict[str, str] = field(default_factory=lambda: {"role": "role", "content": "content"})
+    roles: dict[str, str] = field(default_factory=dict)
+    roles_to_train: tuple[str, ...] = ("assistant",)
+    train_on_eos: str = "turn"
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> DatasetSpec:
+        fmt = entry.get("format") or "messages"
+        if fmt not in FORMATS:
+            raise ValueError(f"dataset {entry.get('name')!r}: unknown format {fmt!r} (expected one of {FORMATS})")
+        return cls(
+            name=str(entry["name"]),
+            format=fmt,
+            field_messages=entry.get("field_messages") or "messages",
+            message_fields=dict(entry.get("message_fields") or {"role": "role", "content": "content"}),
+            roles={str(k): str(v) for k, v in (entry.get("roles") or {}).items()},
+            roles_to_train=tuple(entry.get("roles_to_train") or ("assistant",)),
+            train_on_eos=entry.get("train_on_eos") or "turn",
+            fields=dict(entry.get("fields") or {}),
+        )
+
+    def tokenization_config(self) -> dict[str, Any]:
+        """What goes into the cache key: everything here changes the tokens or the mask."""
+        return {
+            "format": self.format, "field_messages": self.field_messages,
+            "message_fields": dict(sorted(self.message_fields.items())), "roles": dict(sorted(self.roles.items())),
+            "roles_to_train": list(self.roles_to_train), "train_on_eos": self.train_on_eos,
+            "fields": dict(sorted(self.fields.items())),
+        }
+
+
+@dataclass
+class Example:
+    """A normalised sample: `messages` for chats, or `segments` [(text, trained)] for template-free formats."""
+
+    messages: list[dict[str, Any]] | None = None
+    segments: list[tuple[str, bool]] | None = None
+    complete: bool = True
+
+
+def normalize(row: dict[str, Any], spec: DatasetSpec) -> Example:
+    """One raw row → Example, or BadSample(reason) with reason in missing_field / empty_conversation /
+    unknown_role / bad_type."""
+    complete = row.get("_complete", True)
+    if not isinstance(complete, bool):
+        raise BadSample("bad_type", f"_complete must be true/false, got {complete!r}")
+    if spec.format in ("messages", "sharegpt"):
+        return Example(messages=_chat(row, spec), complete=complete)
+    if spec.format == "alpaca":
+        return Example(messages=_alpaca(row, spec), complete=complete)
+    if spec.format == "completion":
+        text = _text(row, spec.fields.get("text", "text"))
+        return Example(segments=[(text, True)], complete=complete)
+    return Example(segments=_input_output(row, spec), complete=complete)
+
+
+def _text(row: dict[str, Any], key: str, required: bool = True) -> str:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise BadSample("missing_field", f"no {key!r} field")
+        return ""
+    if not isinstance(value, str):
+        raise BadSample("bad_type", f"{key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _chat(row: dict[str, Any], spec: DatasetSpec) -> list[dict[str, Any]]:
+    key = spec.field_messages
+    if key not in row and spec.format == "sharegpt" and key == "messages":
+        key = "conversations"  # the ShareGPT default when the config kept the messages default
+    turns = row.get(key)
+    if turns is None:
+        raise BadSample("missing_field", f"no {key!r} field")
+    if not isinstance(turns, list):
+        raise BadSample("bad_type", f"{key!r} must be a list of messages, got {type(turns).__name__}")
+    if not turns:
+        raise BadSample("empty_conversation", f"{key!r} is empty")
+    role_key = spec.message_fields.get("role", "role")
+    content_key = spec.message_fields.get("content", "content")
+    messages = []
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            raise BadSample("bad_type", f"message {i} is not an object")
+        rk, ck = role_key, content_key
+        if rk not in turn and rk == "role" and "from" in turn:  # ShareGPT shape under default mappings
+            rk, ck = "from", ("value" if ck == "content" else ck)
+        if rk not in turn:
+            raise BadSample("missing_field", f"message {i} has no {rk!r}")
+        if ck not in turn or turn[ck] is None:
+            raise BadSample("missing_field", f"message {i} has no {ck!r}")
+        source_role = str(turn[rk])
+        role = spec.roles.get(source_role) or COMMON_ROLES.get(source_role.lower())
+        if role not in STANDARD_ROLES:
+            raise BadSample("unknown_role", f"message {i} role {source_role!r} (map it under `roles:`)")
+        content = turn[ck]
+        if not isinstance(content, str):
+            raise BadSample("bad_type", f"message {i} content must be a string, got {type(content).__name__}")
+        message: dict[str, Any] = {"role": role, "content": content}
+        for extra in ("tool_calls", "name", "tool_call_id", "reasoning_content"):
+            if turn.get(extra) is not None:
+                message[extra] = turn[extra]
+        messages.append(message)
+    if not any(m["role"] in spec.roles_to_train for m in messages):
+        raise BadSample("no_trainable_turn", f"no message with a role in roles_to_train {list(spec.roles_to_train)}")
+    return messages
+
+
+def _alpaca(row: dict[str, Any], spec: DatasetSpec) -> list[dict[str, Any]]:
+    f = spec.fields
+    instruction = _text(row, f.get("instruction", "instruction"))
+    extra_input = _text(row, f.get("input", "input"), required=False)
+    output = _text(row, f.get("output", "output"))
+    system = _text(row, f.get("system", "system"), required=False)
+    if not instruction.strip() and not extra_input.strip():
+        raise BadSample("empty_conversation", "instruction and input are empty")
+    prompt = f"{instruction}\n\n{extra_input}" if extra_input.strip() else instruction
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system.strip() else []
+    return [*messages, {"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+
+
+def _input_output(row: dict[str, Any], spec: DatasetSpec) -> list[tuple[str, bool]]:
+    """`segments: [{text, label}]` (label true = trained), or an input column (not trained) + output (trained)."""
+    seg_key = spec.fields.get("segments", "segments")
+    if seg_key in row and row[seg_key] is not None:
+        segments = row[seg_key]
+        if not isinstance(segments, list) or not segments:
+            raise BadSample("empty_conversation", f"{seg_key!r} must be a non-empty list")
+        out = []
+        for i, seg in enumerate(segments):
+            if not isinstance(seg, dict) or not isinstance(seg.get("text"), str):
+                raise BadSample("missing_field", f"segment {i} has no string 'text'")
+            out.append((seg["text"], bool(seg.get("label", True))))
+        return out
+    return [(_text(row, spec.fields.get("input", "input")), False), (_text(row, spec.fields.get("output", "output")), True)]

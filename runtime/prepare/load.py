@@ -1,0 +1,135 @@
+"""Load a dataset's raw rows: local jsonl/json/parquet/csv, a `save_to_disk` directory, or a hub id.
+
+JSON lines are read by hand so that a malformed line is reported as file:line, and rows are kept as
+their JSON text (`_raw`): arrow never has to unify the schema of heterogeneous chats, and map workers
+parse them in parallel. Input files are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from loft.runtime.prepare.errors import PrepareError
+
+RAW = "_raw"    # JSON text of a row (jsonl / json sources)
+LINE = "_line"  # 1-based line in the source file (jsonl), else the row index + 1
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, or of a directory's (relative path, bytes) pairs in sorted order."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+            h.update(_digest(f).encode())
+        return h.hexdigest()
+    return _digest(path)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_raw(path: str, local: Path | None, split: str = "train", revision: str | None = None) -> Any:
+    """A `datasets.Dataset` of raw rows with a `_line` column (and `_raw` for JSON sources)."""
+    import datasets
+
+    if local is None:
+        return _load_hub(path, split, revision)
+    if not local.exists():
+        raise PrepareError(f"{local}: dataset path does not exist")
+    if local.is_dir():
+        if (local / "dataset_info.json").is_file() or (local / "state.json").is_file() \
+                or (local / "dataset_dict.json").is_file():
+            ds = datasets.load_from_disk(str(local))
+            if isinstance(ds, datasets.DatasetDict):
+                if split not in ds:
+                    raise PrepareError(f"{local}: no split {split!r} (has {sorted(ds)})")
+                ds = ds[split]
+            return _with_lines(ds)
+        files = sorted(p for p in local.iterdir() if p.suffix in (".jsonl", ".json", ".parquet", ".csv"))
+        if not files:
+            raise PrepareError(f"{local}: directory holds no saved dataset and no jsonl/json/parquet/csv files")
+        return datasets.concatenate_datasets([load_raw(str(f), f) for f in files])
+    suffix = local.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl(local)
+    if suffix == ".json":
+        return _json(local)
+    if suffix == ".parquet":
+        return _with_lines(datasets.Dataset.from_parquet(str(local), keep_in_memory=True))
+    if suffix == ".csv":
+        return _with_lines(datasets.Dataset.from_csv(str(local), keep_in_memory=True))
+    raise PrepareError(f"{local}: unsupported file type {suffix!r} (expected .jsonl, .json, .parquet, .csv)")
+
+
+def _jsonl(path: Path) -> Any:
+    import datasets
+
+    rows, lines = [], []
+    with path.open("r", encoding="utf-8") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PrepareError(f"{path}:{n}:{e.colno}: malformed JSON line ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise PrepareError(f"{path}:{n}: each line must be a JSON object, got {type(obj).__name__}")
+            rows.append(line)
+            lines.append(n)
+    return datasets.Dataset.from_dict({RAW: rows, LINE: lines})
+
+
+def _json(path: Path) -> Any:
+    import datasets
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PrepareError(f"{path}:{e.lineno}:{e.colno}: malformed JSON ({e.msg})") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise PrepareError(f"{path}: expected a JSON array of rows (or {{\"data\": [...]}})")
+    bad = next((i for i, r in enumerate(data) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise PrepareError(f"{path}: row {bad} is not a JSON object")
+    return datasets.Dataset.from_dict({RAW: [json.dumps(r) for r in data], LINE: list(range(1, len(data) + 1))})
+
+
+def _with_lines(ds: Any) -> Any:
+    return ds.add_column(LINE, list(range(1, len(ds) + 1)))
+
+
+def _load_hub(path: str, split: str, revision: str | None) -> Any:
+    import os
+
+    import datasets
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise PrepareError(
+            f"dataset {path!r} is a hub id but this machine is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE=1): "
+            "run prepare on a networked box, or download it and point `path` at the local copy")
+    try:
+        ds = datasets.load_dataset(path, split=split, revision=revision)
+    except Exception as e:
+        raise PrepareError(f"dataset {path!r}: could not load from the hub ({type(e).__name__}: {e})") from None
+    return _with_lines(ds)
+
+
+def row_dicts(batch: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """A `Dataset.map` batch → one dict per row (parsing `_raw` JSON text where present)."""
+    if RAW in batch:
+        return [json.loads(r) for r in batch[RAW]]
+    keys = [k for k in batch if k != LINE]
+    n = len(batch[LINE])
+    return [{k: batch[k][i] for k in keys} for i in range(n)]

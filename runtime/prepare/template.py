@@ -1,0 +1,191 @@
+"""Render chats with the bundle's template, tokenize in batches, and compute the loss mask.
+
+Two mask sources, picked per dataset:
+
+* `generation` (tagged template, roles_to_train == [assistant]): one `apply_chat_template(batch,
+  tokenize=True, return_dict=True, return_assistant_tokens_mask=True)` call per batch: rendering,
+  batched fast tokenization and the assistant mask in one pass.
+* `prefix` (untagged template, plan `template.mask: prefix`, or roles other than assistant trained):
+  render the whole chat once, tokenize it once (with offsets), and find each message's character span
+  by rendering the message prefixes (messages[:i], with the generation prompt before an assistant
+  turn): the `compute_assistant_mask_from_messages` approach, costing one extra render per message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loft.runtime.prepare.errors import BadSample
+from loft.runtime.prepare.formats import DatasetSpec, Example
+from loft.runtime.prepare.mask import IGNORE, labels_for, runs_of, turns_from_runs
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    complete: bool
+    text: str = ""  # the rendered text (kept only for the inspector)
+
+
+def eot_token_ids(tokenizer: Any, end_of_turn: str | None) -> frozenset[int]:
+    """Ids that end a turn: the template's end-of-turn token and the tokenizer's eos."""
+    ids = set()
+    for tok in (end_of_turn, tokenizer.eos_token):
+        if tok:
+            tid = tokenizer.convert_tokens_to_ids(tok)
+            if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+                ids.add(tid)
+    return frozenset(ids)
+
+
+class Encoder:
+    """Picklable callable state for `Dataset.map` workers: tokenizer, template and mask settings."""
+
+    def __init__(self, tokenizer: Any, template_text: str, mask_mode: str, end_of_turn: str | None,
+                 spec: DatasetSpec, train_on_incomplete: bool = False, keep_text: bool = False) -> None:
+        self.tokenizer = tokenizer
+        self.template = template_text
+        self.spec = spec
+        self.eot_ids = eot_token_ids(tokenizer, end_of_turn)
+        self.train_on_incomplete = train_on_incomplete
+        self.keep_text = keep_text
+        self.mask_mode = "generation" if mask_mode == "generation" and tuple(spec.roles_to_train) == ("assistant",) \
+            else "prefix"
+
+    # -- chats ---------------------------------------------------------------------------------
+    def encode(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
+        """Encode a batch; a sample the template rejects comes back as BadSample('template_error')."""
+        out: list[Encoded | BadSample | None] = [None] * len(examples)
+        chats = [(i, e) for i, e in enumerate(examples) if e.messages is not None]
+        plain = [(i, e) for i, e in enumerate(examples) if e.segments is not None]
+        if chats:
+            enc = self._encode_generation if self.mask_mode == "generation" else self._encode_prefix
+            for (i, _), result in zip(chats, enc([e for _, e in chats]), strict=True):
+                out[i] = result
+        if plain:
+            for (i, _), result in zip(plain, self._encode_segments([e for _, e in plain]), strict=True):
+                out[i] = result
+        return [r if r is not None else BadSample("bad_type") for r in out]
+
+    def _render_ok(self, examples: Sequence[Example]) -> tuple[list[int], dict[int, BadSample]]:
+        """Indices whose chat renders (templates may raise on e.g. bad role order), and the failures."""
+        ok, bad = [], {}
+        for i, e in enumerate(examples):
+            try:
+                self.tokenizer.apply_chat_template(e.messages, chat_template=self.template, tokenize=False)
+                ok.append(i)
+            except Exception as err:  # jinja TemplateError / raise_exception in the template
+                bad[i] = BadSample("template_error", str(err)[:200])
+        return ok, bad
+
+    def _encode_generation(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
+        convs = [e.messages for e in examples]
+        try:
+            out = self.tokenizer.apply_chat_template(
+                convs, chat_template=self.template, tokenize=True, return_dict=True,
+                return_assistant_tokens_mask=True)
+        except Exception:  # one bad chat fails the whole batch: find it, encode the rest
+            ok, bad = self._render_ok(examples)
+            good = self._encode_generation([examples[i] for i in ok]) if ok else []
+            merged: list[Encoded | BadSample] = [bad[i] if i in bad else BadSample("bad_type") for i in range(len(examples))]
+            for i, r in zip(ok, good, strict=True):
+                merged[i] = r
+            return merged
+        texts = self._texts(convs) if self.keep_text else [""] * len(convs)
+        results: list[Encoded | BadSample] = []
+        for ids, amask, e, text in zip(out["input_ids"], out["assistant_masks"], examples, texts, strict=True):
+            turns = turns_from_runs(ids, runs_of(amask), self.eot_ids)
+            results.append(self._finish(ids, turns, e.complete, text))
+        return results
+
+    def _texts(self, convs: Sequence[Any]) -> list[str]:
+        return [self.tokenizer.apply_chat_template(c, chat_template=self.template, tokenize=False) for c in convs]
+
+    def _encode_prefix(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
+        ok, bad = self._render_ok(examples)
+        texts = self._texts([examples[i].messages for i in ok])
+        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        results: list[Encoded | BadSample] = [bad.get(i, BadSample("bad_type")) for i in range(len(examples))]
+        for n, i in enumerate(ok):
+            e = examples[i]
+            assert e.messages is not None
+            text, ids, offsets = texts[n], enc["input_ids"][n], enc["offset_mapping"][n]
+            spans = self._message_spans(e.messages, text)
+            mask = [0] * len(ids)
+            span_idx = 0
+            for t, (ts, te) in enumerate(offsets):  # a token is trained if it overlaps a trained span
+                while span_idx < len(spans) and ts >= spans[span_idx][1]:
+                    span_idx += 1
+                if span_idx == len(spans):
+                    break
+                if te > spans[span_idx][0]:
+                    mask[t] = 1
+            turns = turns_from_runs(ids, runs_of(mask), self.eot_ids)
+            results[i] = self._finish(ids, turns, e.complete, text if self.keep_text else "")
+        return results
+
+    def _message_spans(self, messages: list[dict[str, Any]], full: str) -> list[tuple[int, int]]:
+        """Character spans of the trained messages, from the lengths of rendered prefixes."""
+        spans = []
+        for i, m in enumerate(messages):
+            if m["role"] not in self.spec.roles_to_train:
+                continue
+            start = self._prefix_len(messages[:i], full, gen_prompt=m["role"] == "assistant") if i else 0
+            end = self._prefix_len(messages[: i + 1], full, gen_prompt=False)
+            if end > start:
+                spans.append((start, end))
+        return spans
+
+    def _prefix_len(self, messages: list[dict[str, Any]], full: str, gen_prompt: bool) -> int:
+        try:
+            prefix = self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
+                                                        add_generation_prompt=gen_prompt)
+        except Exception:
+            return 0
+        if full.startswith(prefix):
+            return len(prefix)
+        common = 0  # templates that rewrite earlier turns: fall back to the common prefix
+        for a, b in zip(prefix, full, strict=False):
+            if a != b:
+                break
+            common += 1
+        return common
+
+    def _finish(self, ids: list[int], turns: list[tuple[int, int, int | None]], complete: bool, text: str
+                ) -> Encoded | BadSample:
+        labels = labels_for(ids, turns, self.eot_ids, self.spec.train_on_eos, complete, self.train_on_incomplete)
+        if all(v == IGNORE for v in labels):
+            return BadSample("no_trainable_tokens", "the loss mask is empty")
+        return Encoded(list(ids), labels, complete, text)
+
+    # -- template-free segments -----------------------------------------------------------------
+    def _encode_segments(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
+        tok = self.tokenizer
+        flat = [text for e in examples for text, _ in (e.segments or [])]
+        enc = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+        bos, eos = tok.bos_token_id, tok.eos_token_id
+        results: list[Encoded | BadSample] = []
+        k = 0
+        for e in examples:
+            segs = e.segments or []
+            ids: list[int] = [bos] if bos is not None else []
+            labels: list[int] = [IGNORE] * len(ids)
+            for _text, trained in segs:
+                piece = enc[k]
+                k += 1
+                ids += piece
+                labels += piece if trained else [IGNORE] * len(piece)
+            if eos is not None and self.spec.train_on_eos != "none" and e.complete:
+                ids.append(eos)  # a cut text never had its end: no eos appended
+                labels.append(eos)
+            if not e.complete and not self.train_on_incomplete:
+                labels = [IGNORE] * len(ids)
+            text = "".join(t for t, _ in segs) if self.keep_text else ""
+            if all(v == IGNORE for v in labels):
+                results.append(BadSample("no_trainable_tokens", "the loss mask is empty"))
+            else:
+                results.append(Encoded(ids, labels, e.complete, text))
+        return results
