@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ class PlanError(Exception):
 class Bundle:
     root: Path
     plan: dict[str, Any]
+    trial: int | None = None  # a sweep trial (``--trial N``): its overrides are applied to ``config``
 
     @property
     def config(self) -> dict[str, Any]:
@@ -31,6 +33,19 @@ class Bundle:
         path = self.path(self.config.get("output_dir", "out"))
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def base_out(self) -> Path:
+        """The run's output directory before a trial's ``trial-N`` suffix."""
+        if self.trial is None:
+            return self.out
+        return self.path(self.plan["config"].get("output_dir", "out")).parent
+
+    @property
+    def prepared(self) -> Path:
+        """Prepared data: the trial's own when its prepare ran, else the run's."""
+        own = self.out / "prepared"
+        return own if own.is_dir() or self.trial is None else self.base_out / "prepared"
 
     def path(self, rel: str) -> Path:
         """A plan path (relative to the bundle, or absolute) as an absolute path."""
@@ -50,3 +65,29 @@ def load(run_dir: str | Path) -> Bundle:
     if plan.get("format") != 1:
         raise PlanError(f"{lock}: plan format {plan.get('format')!r} is not supported by this runtime (expects 1)")
     return Bundle(root=root, plan=plan)
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """``config["a"]["b"] = value`` for ``key == "a.b"`` (intermediate mappings must exist)."""
+    parts = key.split(".")
+    node = config
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise PlanError(f"sweep override {key!r}: {part!r} is not a section of the config")
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def with_trial(bundle: Bundle, trial: int) -> Bundle:
+    """The bundle as sweep trial ``trial`` sees it: the plan's overrides applied, output in <out>/trial-N."""
+    sweep = bundle.plan.get("sweep") or []
+    match = [t for t in sweep if t.get("trial") == trial]
+    if not match:
+        have = ", ".join(str(t.get("trial")) for t in sweep) or "none"
+        raise PlanError(f"--trial {trial}: the plan has no such sweep trial (trials: {have})")
+    plan = copy.deepcopy(bundle.plan)
+    for key, value in sorted((match[0].get("overrides") or {}).items()):
+        set_dotted(plan["config"], key, value)
+    out = plan["config"].get("output_dir", "out")
+    plan["config"]["output_dir"] = f"{out.rstrip('/')}/trial-{trial}"
+    return replace(bundle, plan=plan, trial=trial)

@@ -1,0 +1,1 @@
+"""The train stage: transformers Trainer + PEFT (+ DeepSpeed / accelerate) driven by plan.lock."""

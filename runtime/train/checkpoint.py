@@ -1,0 +1,98 @@
+"""Atomic checkpoints and resume.
+
+The Trainer writes a checkpoint into ``<checkpoints>/.staging/checkpoint-N``; after every rank has
+finished writing, the main process drops a ``loft-complete.json`` marker in it and renames it to
+``<checkpoints>/checkpoint-N`` (a rename within one directory is atomic on POSIX). A run killed mid-save
+leaves only a staging directory or a directory without the marker; neither is ever picked for resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+MARKER = "loft-complete.json"
+STAGING = ".staging"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def is_complete(path: Path) -> bool:
+    return path.is_dir() and (path / MARKER).is_file() and (path / "trainer_state.json").is_file()
+
+
+def complete_checkpoints(checkpoints: Path) -> list[Path]:
+    """Complete checkpoints, oldest step first."""
+    if not checkpoints.is_dir():
+        return []
+    found = []
+    for child in checkpoints.iterdir():
+        m = _NAME.match(child.name)
+        if m and is_complete(child):
+            found.append((int(m.group(1)), child))
+    return [p for _, p in sorted(found)]
+
+
+def newest_complete(checkpoints: Path) -> Path | None:
+    done = complete_checkpoints(checkpoints)
+    return done[-1] if done else None
+
+
+def staging_dir(checkpoints: Path) -> Path:
+    return checkpoints / STAGING
+
+
+def publish(checkpoints: Path, step: int) -> Path:
+    """Mark the staged checkpoint complete and move it into place (main process only)."""
+    staged = staging_dir(checkpoints) / f"checkpoint-{step}"
+    final = checkpoints / f"checkpoint-{step}"
+    (staged / MARKER).write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
+    _fsync_dir(staged)
+    if final.exists():  # the same step saved again (e.g. a stop right at a save step): replace it
+        trash = checkpoints / f".old-checkpoint-{step}"
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(staged, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+    _fsync_dir(checkpoints)
+    with contextlib.suppress(OSError):
+        staging_dir(checkpoints).rmdir()
+    return final
+
+
+def rotate(checkpoints: Path, keep: int | None) -> list[Path]:
+    """Delete the oldest complete checkpoints beyond ``keep``; incomplete leftovers are removed too."""
+    removed = []
+    for child in checkpoints.iterdir() if checkpoints.is_dir() else []:
+        if _NAME.match(child.name) and not is_complete(child):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    if keep is not None and keep > 0:
+        done = complete_checkpoints(checkpoints)
+        for old in done[: max(0, len(done) - keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
+
+
+def clean_staging(checkpoints: Path) -> None:
+    """Half-written checkpoints from a killed run."""
+    shutil.rmtree(staging_dir(checkpoints), ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,144 @@
+"""Build the model and tokenizer the plan names (shared by train, eval and merge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..plan import Bundle
+
+
+class StageError(Exception):
+    """A clear, user-facing reason a stage cannot run (printed without a traceback)."""
+
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def model_source(bundle: Bundle) -> tuple[str, str | None]:
+    """(local directory or hub id, revision) of the base model, as the plan recorded it."""
+    m = bundle.plan.get("model") or {}
+    if m.get("path"):
+        return str(bundle.path(m["path"])), None
+    if m.get("id"):
+        return str(m["id"]), m.get("revision") or bundle.config["model"].get("revision")
+    base = bundle.config["model"]["base"]
+    local = bundle.path(base)
+    return (str(local), None) if local.exists() else (base, bundle.config["model"].get("revision"))
+
+
+def tokenizer_source(bundle: Bundle) -> tuple[str, str | None]:
+    tok = bundle.config["model"].get("tokenizer")
+    if not tok:
+        return model_source(bundle)
+    local = bundle.path(tok)
+    return (str(local), None) if local.exists() else (tok, bundle.config["model"].get("revision"))
+
+
+def chat_template(bundle: Bundle) -> str | None:
+    """The bundle's chat template text (plan["template"]["file"]), if the bundle has one."""
+    t = bundle.plan.get("template") or {}
+    name = t.get("file")
+    if not name:
+        return None
+    path = bundle.path(name)
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def check_qlora(bundle: Bundle) -> None:
+    """QLoRA needs CUDA and bitsandbytes: say so before any weights are read."""
+    if (bundle.config.get("adapter") or {}).get("type") != "qlora":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise StageError("adapter.type: qlora loads the base model in 4-bit with bitsandbytes, which needs a "
+                         "CUDA GPU; none is visible here. Run this bundle on a GPU machine, or use "
+                         "adapter.type: lora (or none) for a CPU run")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise StageError("adapter.type: qlora needs the bitsandbytes package: pip install bitsandbytes") from None
+
+
+def load_tokenizer(bundle: Bundle) -> Any:
+    from transformers import AutoTokenizer
+
+    src, rev = tokenizer_source(bundle)
+    tok = AutoTokenizer.from_pretrained(src, revision=rev,
+                                        trust_remote_code=bool(bundle.config["model"].get("trust_remote_code")))
+    template = chat_template(bundle)
+    if template is not None:
+        tok.chat_template = template
+    return tok
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return getattr(torch, DTYPES.get(name, "float32"))
+
+
+def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: Any = None) -> Any:
+    """The base model: pretrained weights, or (``model.init: random``) seeded random weights from config.json."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    mcfg = bundle.config["model"]
+    src, rev = model_source(bundle)
+    dtype = torch_dtype(mcfg.get("dtype", "bf16"))
+    attn = mcfg.get("attn_implementation")
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(mcfg.get("trust_remote_code"))}
+    if attn and attn != "auto":
+        kwargs["attn_implementation"] = attn
+    if mcfg.get("init") == "random":
+        config = AutoConfig.from_pretrained(src, revision=rev, trust_remote_code=kwargs["trust_remote_code"])
+        torch.manual_seed(int(bundle.config["training"].get("seed", 42)))
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
+        return model
+    adapter = bundle.config.get("adapter") or {}
+    if adapter.get("type") == "qlora" and for_training:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16)
+        kwargs["device_map"] = device_map or {"": torch.cuda.current_device()}
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(src, revision=rev, **kwargs)
+    except OSError as e:
+        raise StageError(f"cannot load the base model from {src}: {e}") from None
+
+
+def lora_config(adapter: dict[str, Any]) -> Any:
+    from peft import LoraConfig
+
+    targets = adapter.get("target_modules", "all-linear")
+    return LoraConfig(
+        task_type="CAUSAL_LM", r=int(adapter.get("r", 16)), lora_alpha=int(adapter.get("alpha", 32)),
+        lora_dropout=float(adapter.get("dropout", 0.0)),
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        use_rslora=bool(adapter.get("rslora")), use_dora=bool(adapter.get("dora")),
+    )
+
+
+def apply_adapter(model: Any, bundle: Bundle) -> Any:
+    """Wrap the model in a PEFT LoRA adapter when the plan asks for lora/qlora; full fine-tune otherwise."""
+    adapter = bundle.config.get("adapter") or {}
+    kind = adapter.get("type", "none")
+    if kind not in ("lora", "qlora"):
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    gc = bool(bundle.config["training"].get("gradient_checkpointing"))
+    if kind == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    return get_peft_model(model, lora_config(adapter))
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file()

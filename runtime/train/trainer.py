@@ -1,0 +1,322 @@
+"""The train stage: the plan's model, adapter, optimizer and batch shape, run by transformers' Trainer.
+
+What loft adds around the stock Trainer (each through its public extension points):
+atomic checkpoints (``_save_checkpoint`` writes to a staging dir that is renamed when complete), resume
+from the newest complete checkpoint, save-and-quit (a ``TrainerCallback``), packed batches with
+position ids, opt-in auxiliary losses (``compute_loss``), and local metrics/batches records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import autobatch, checkpoint
+from .collate import LoftCollator
+from .losses import aux_losses_active, causal_lm_loss
+from .metrics import BatchRecorder, MetricsCallback, read_jsonl, report_to
+from .model import StageError, apply_adapter, check_qlora, load_base_model, load_tokenizer
+from .stop import StopCallback, StopRequest, clear_sentinel
+
+if TYPE_CHECKING:
+    from ..plan import Bundle
+
+REPORT = "train_report.json"
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _say(msg: str) -> None:
+    if _rank() == 0:
+        print(f"[loft] {msg}", file=sys.stderr, flush=True)
+
+
+def load_prepared(bundle: Bundle) -> tuple[Any, Any | None]:
+    from datasets import load_from_disk
+
+    root = bundle.prepared
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise StageError(f"{train_dir}: no prepared training data; run the prepare stage first "
+                         f"(`bash {bundle.root}/launch.sh prepare` or `loft prepare {bundle.root}`)")
+    train = load_from_disk(str(train_dir))
+    if len(train) == 0:
+        raise StageError(f"{train_dir}: the prepared training set is empty; see prepare_report.md")
+    eval_dir = root / "eval"
+    ev = load_from_disk(str(eval_dir)) if eval_dir.is_dir() else None
+    return train, (ev if ev is not None and len(ev) > 0 else None)
+
+
+def precision_flags(precision: str, on_gpu: bool) -> tuple[dict[str, Any], str | None]:
+    """TrainingArguments precision flags, and a note when the device changes what the plan asked for."""
+    if precision == "bf16":
+        note = None if on_gpu else "precision bf16 on CPU: CPU autocast in bfloat16 (slow on CPUs without AMX)"
+        return {"bf16": True}, note
+    if precision == "fp16":
+        if on_gpu:
+            return {"fp16": True}, None
+        return {}, "precision fp16 needs a GPU (CUDA AMP); this CPU run computes in fp32"
+    return {}, None
+
+
+def _batch_shape(bundle: Bundle, on_gpu: bool, probe_factory: Any) -> tuple[int, int, dict[str, Any] | None]:
+    """(micro batch, accumulation, autobatch record) — the plan's numbers, or calibrated for ``auto``."""
+    derived = bundle.derived
+    tcfg = bundle.config["training"]
+    micro = derived.get("micro_batch_size", tcfg.get("micro_batch_size", 1))
+    accum = derived.get("gradient_accumulation_steps", tcfg.get("gradient_accumulation_steps", 1))
+    world = _world()
+    if micro != "auto":
+        if derived.get("world_size") not in (None, world):
+            _say(f"warning: the plan was built for world size {derived.get('world_size')} but {world} "
+                 "processes are running; the global batch changes accordingly")
+        return int(micro), int(accum if accum != "auto" else 1), None
+    gbs = int(derived.get("global_batch_size") or tcfg.get("global_batch_size") or world)
+    if not on_gpu:
+        acc = max(1, gbs // world)
+        _say(f"micro_batch_size: auto is calibrated on a GPU; on CPU it is 1 (accumulation {acc})")
+        return 1, acc, {"device": "cpu", "micro_batch_size": 1, "gradient_accumulation_steps": acc,
+                        "global_batch_size": acc * world, "calibrated": False}
+    result = autobatch.calibrate(probe_factory(), gbs, world)
+    _say(f"micro_batch_size: auto → {result.micro_batch_size} (largest fit {result.max_fit}), "
+         f"accumulation {result.gradient_accumulation_steps}")
+    return result.micro_batch_size, result.gradient_accumulation_steps, {**result.as_dict(), "calibrated": True}
+
+
+def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, on_gpu: bool) -> Any:
+    from transformers import TrainingArguments
+
+    cfg = bundle.config
+    t = cfg["training"]
+    d = bundle.derived
+    flags, note = precision_flags(t.get("precision", "bf16"), on_gpu)
+    if note:
+        _say(note)
+    warmup: Any = d.get("warmup_steps")
+    if warmup is None:  # total steps unknown at build time: the ratio (Trainer takes a float < 1 as a ratio)
+        warmup = t.get("warmup_steps") if t.get("warmup_steps") is not None else float(t.get("warmup_ratio") or 0)
+    eval_steps = t.get("eval_steps")
+    save_steps = t.get("save_steps")
+    sched_kwargs = dict(t.get("lr_scheduler_kwargs") or {})
+    if t.get("lr_scheduler") == "cosine_with_min_lr" and not sched_kwargs:
+        sched_kwargs = {"min_lr_rate": 0.1}
+    launch = bundle.plan.get("launch") or {}
+    ds = launch.get("deepspeed_config")
+    kernels = t.get("kernels") or {}
+    if kernels.get("cut_cross_entropy"):
+        raise StageError("training.kernels.cut_cross_entropy is not supported by this runtime yet; "
+                         "turn it off (liger is supported)")
+    extra: dict[str, Any] = {}
+    fsdp = cfg.get("fsdp") or {}
+    if fsdp.get("enabled"):
+        extra["fsdp"] = f"{fsdp.get('sharding', 'full_shard')} auto_wrap" + (
+            " offload" if fsdp.get("offload_params") else "")
+        extra["fsdp_config"] = {"version": int(fsdp.get("version", 2))}
+    return TrainingArguments(
+        output_dir=str(bundle.out / "checkpoints"),
+        run_name=bundle.plan.get("name"),
+        per_device_train_batch_size=micro,
+        per_device_eval_batch_size=micro,
+        gradient_accumulation_steps=accum,
+        learning_rate=float(t["learning_rate"]),
+        lr_scheduler_type=t.get("lr_scheduler", "linear"),
+        lr_scheduler_kwargs=sched_kwargs,
+        warmup_steps=warmup,
+        num_train_epochs=float(t.get("epochs") or 1),
+        max_steps=int(t["max_steps"]) if t.get("max_steps") else -1,
+        optim=t.get("optimizer", "adamw_torch"),
+        weight_decay=float(t.get("weight_decay") or 0.0),
+        max_grad_norm=float(t.get("max_grad_norm") or 0.0),
+        activation_checkpointing=bool(t.get("gradient_checkpointing")),
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        logging_strategy="steps",
+        logging_steps=int(t.get("logging_steps") or 1),
+        eval_strategy=("steps" if eval_steps else "epoch") if has_eval else "no",
+        eval_steps=int(eval_steps) if (has_eval and eval_steps) else None,
+        save_strategy="steps" if save_steps else "epoch",
+        save_steps=int(save_steps) if save_steps else 500,
+        save_total_limit=None,  # loft rotates complete checkpoints itself (checkpoint.rotate)
+        seed=int(t.get("seed", 42)),
+        data_seed=int(t.get("seed", 42)),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        include_num_input_tokens_seen="all" if cfg["sequence"].get("packing") else "non_padding",
+        report_to=report_to(cfg.get("tracking")) or "none",
+        deepspeed=str(bundle.path(ds)) if ds else None,
+        use_cpu=not on_gpu,
+        use_liger_kernel=bool(kernels.get("liger")),
+        ddp_find_unused_parameters=False,
+        disable_tqdm=False,
+        **flags,
+        **extra,
+    )
+
+
+def make_trainer_class() -> type:
+    from transformers import Trainer
+
+    class LoftTrainer(Trainer):
+        """Trainer with atomic checkpoints, batch records and opt-in auxiliary losses."""
+
+        loft_aux: dict[str, Any] = {}
+        loft_batches: BatchRecorder | None = None
+        _loft_staging = False
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            sample_ids = inputs.pop("sample_ids", None)
+            ambiguity = inputs.pop("ambiguity", None)
+            if model.training and sample_ids is not None and self.loft_batches is not None:
+                self.loft_batches.add(sample_ids)
+            if not (model.training and aux_losses_active(self.loft_aux)):
+                self.loss_is_scaled_for_ga = None
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            als = self.loft_aux.get("adaptive_label_smoothing") or {}
+            loss = causal_lm_loss(
+                outputs.logits, labels, temperature=float(self.loft_aux.get("training_temperature", 1.0)),
+                ambiguity=ambiguity if als.get("enabled") else None,
+                max_smoothing=float(als.get("max_smoothing", 0.0)), num_items_in_batch=num_items_in_batch)
+            self.loss_is_scaled_for_ga = num_items_in_batch is not None
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
+
+        def _get_output_dir(self, trial: Any) -> str:
+            if self._loft_staging:
+                return str(checkpoint.staging_dir(Path(str(self.args.output_dir))))
+            return super()._get_output_dir(trial)
+
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            ckpts = Path(str(self.args.output_dir))
+            self._loft_staging = True
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._loft_staging = False
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                checkpoint.publish(ckpts, self.state.global_step)
+                checkpoint.rotate(ckpts, self.loft_keep)
+            self.accelerator.wait_for_everyone()
+
+        loft_keep: int | None = None
+
+    return LoftTrainer
+
+
+def _write_report(out: Path, report: dict[str, Any]) -> None:
+    if _rank() != 0:
+        return
+    tmp = out / (REPORT + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, out / REPORT)
+
+
+def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
+    """Train as the plan says; resume from the newest complete checkpoint. Returns the exit code."""
+    check_qlora(bundle)  # before any weights or data are read
+    import torch
+
+    cfg = bundle.config
+    out = bundle.out
+    ckpts = out / "checkpoints"
+    sentinel = bundle.root / "STOP"
+    on_gpu = torch.cuda.is_available()
+    aux = (cfg["training"].get("aux_losses") or {})
+    als = aux.get("adaptive_label_smoothing") or {}
+
+    train_ds, eval_ds = load_prepared(bundle)
+    if als.get("enabled") and "ambiguity" not in train_ds.column_names:
+        raise StageError("training.aux_losses.adaptive_label_smoothing is enabled but the prepared data has no "
+                         "`ambiguity` column; re-run prepare with this plan")
+    tokenizer = load_tokenizer(bundle)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = LoftCollator(pad_token_id=int(pad_id or 0), packing=bool(cfg["sequence"].get("packing")),
+                            with_ambiguity=bool(als.get("enabled")))
+
+    model = apply_adapter(load_base_model(bundle), bundle)
+    if _rank() == 0 and hasattr(model, "print_trainable_parameters"):
+        model.print_trainable_parameters()
+
+    def probe_factory() -> autobatch.Probe:
+        model.to("cuda")
+        return autobatch.cuda_probe(model, [train_ds[i] for i in range(min(len(train_ds), 256))], collator)
+
+    micro, accum, auto_record = _batch_shape(bundle, on_gpu, probe_factory)
+    args = training_arguments(bundle, micro, accum, eval_ds is not None, on_gpu)
+
+    resume = checkpoint.newest_complete(ckpts)
+    resume_step = None
+    if resume is not None:
+        resume_step = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
+    if _rank() == 0:
+        checkpoint.clean_staging(ckpts)
+        clear_sentinel(sentinel)
+
+    stop = StopRequest(sentinel)
+    stop_cb = StopCallback(stop)
+    batches = BatchRecorder(out, _rank(), resume_step)
+    cbs: list[Any] = [stop_cb, batches, *callbacks]
+    if _rank() == 0:
+        cbs.insert(0, MetricsCallback(out, resume_step))
+
+    trainer_cls = make_trainer_class()
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                          data_collator=collator, processing_class=tokenizer, callbacks=cbs)
+    trainer.loft_aux = aux
+    trainer.loft_batches = batches
+    trainer.loft_keep = cfg["training"].get("save_total_limit")
+
+    if resume is not None:
+        _say(f"resuming from {resume} (step {resume_step})")
+    stop.install()
+    started = time.monotonic()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:
+        stop.restore()
+    state = trainer.state
+    finished = stop_cb.stopped_at is None or state.global_step >= state.max_steps
+    losses = [r["loss"] for r in read_jsonl(out / "metrics.jsonl") if r.get("loss") is not None]
+    report: dict[str, Any] = {
+        "status": "completed" if finished else "stopped",
+        "global_step": state.global_step, "max_steps": state.max_steps,
+        "resumed_from": str(resume) if resume else None,
+        "micro_batch_size": micro, "gradient_accumulation_steps": accum, "world_size": _world(),
+        "global_batch_size": micro * accum * _world(), "autobatch": auto_record,
+        "device": "cuda" if on_gpu else "cpu", "tokens": int(state.num_input_tokens_seen or 0),
+        "train_runtime_s": round(time.monotonic() - started, 3),
+        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss if result is not None else None,
+        "newest_checkpoint": str(checkpoint.newest_complete(ckpts) or "") or None,
+        "stop_reason": stop.reason,
+    }
+    if not finished:
+        report["final_dir"] = None
+        _write_report(out, report)
+        trial = f" --trial {bundle.trial}" if bundle.trial is not None else ""
+        _say(f"stopped at step {state.global_step}; checkpoint saved in {report['newest_checkpoint']}. "
+             f"Resume with: bash {bundle.root}/launch.sh   (or: loft train {bundle.root}{trial})")
+        return 0
+    final = out / "final"
+    trainer.save_model(str(final))
+    if trainer.args.should_save:
+        tokenizer.save_pretrained(str(final))
+    report["final_dir"] = str(final)
+    _write_report(out, report)
+    _say(f"training done: {state.global_step} steps; model in {final}")
+    return 0

@@ -1,0 +1,131 @@
+"""A hand-made bundle for the train/eval/merge tests: plan.lock + prepared data, no compiler involved.
+
+``make_bundle(tmp, model_dir, **overrides)`` writes ``plan.lock`` (dotted override keys, e.g.
+``{"training.max_steps": 4}``) and ``out/prepared/{train,eval}`` built from examples/data/chat.jsonl with
+the tiny model's tokenizer: user turns masked (-100), assistant turns trained, rows packed per the plan.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = ROOT / "examples" / "data" / "chat.jsonl"
+
+BASE_CONFIG: dict[str, Any] = {
+    "name": "t",
+    "model": {"base": "model", "revision": None, "tokenizer": None, "dtype": "fp32",
+              "attn_implementation": "sdpa", "trust_remote_code": False, "init": "pretrained"},
+    "sequence": {"max_length": 128, "packing": True},
+    "adapter": {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.05, "target_modules": "all-linear",
+                "rslora": False, "dora": False},
+    "training": {"learning_rate": 5e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.0, "warmup_steps": 1,
+                 "epochs": 1, "max_steps": 6, "micro_batch_size": 2, "gradient_accumulation_steps": 2,
+                 "global_batch_size": None, "optimizer": "adamw_torch", "weight_decay": 0.0,
+                 "max_grad_norm": 1.0, "precision": "fp32", "gradient_checkpointing": False, "seed": 7,
+                 "logging_steps": 1, "eval_steps": None, "save_steps": 3, "save_total_limit": 3,
+                 "kernels": {"liger": False, "cut_cross_entropy": False},
+                 "aux_losses": {"training_temperature": 1.0,
+                                "adaptive_label_smoothing": {"enabled": False, "max_smoothing": 0.1}}},
+    "deepspeed": {"stage": 0, "offload_optimizer": False, "offload_params": False},
+    "fsdp": {"enabled": False},
+    "eval": {"enabled": True, "backend": "transformers", "prompts": ["What is AI?"], "max_new_tokens": 8},
+    "export": {"merge": True, "formats": ["safetensors"], "push_to_hub": None},
+    "tracking": {"wandb": None},
+    "output_dir": "out",
+}
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    *head, last = key.split(".")
+    for k in head:
+        d = d.setdefault(k, {})
+    d[last] = value
+
+
+def tokenized_samples(tokenizer: Any, n: int, max_len: int, offset: int = 0) -> list[dict[str, Any]]:
+    lines = CHAT.read_text(encoding="utf-8").splitlines()[offset: offset + n]
+    out = []
+    for i, line in enumerate(lines):
+        ids: list[int] = [tokenizer.bos_token_id]
+        labels: list[int] = [-100]
+        for m in json.loads(line)["messages"]:
+            head = tokenizer.encode(f"{m['role']}: ", add_special_tokens=False)
+            body = [*tokenizer.encode(m["content"], add_special_tokens=False), tokenizer.eos_token_id]
+            ids += head + body
+            labels += [-100] * len(head) + (body if m["role"] == "assistant" else [-100] * len(body))
+        out.append({"input_ids": ids[:max_len], "labels": labels[:max_len], "sample_id": offset + i})
+    return out
+
+
+def rows(samples: list[dict[str, Any]], packing: bool, max_len: int, ambiguity: bool) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {"input_ids": [], "labels": [], "position_ids": [], "sample_ids": [],
+                                  "length": []}
+    if ambiguity:
+        cols["ambiguity"] = []
+    cur: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not cur:
+            return
+        cols["input_ids"].append([t for s in cur for t in s["input_ids"]])
+        cols["labels"].append([t for s in cur for t in s["labels"]])
+        cols["position_ids"].append([p for s in cur for p in range(len(s["input_ids"]))])
+        cols["sample_ids"].append([s["sample_id"] for s in cur])
+        cols["length"].append(len(cols["input_ids"][-1]))
+        if ambiguity:  # a deterministic, varied score in [0, 1]
+            cols["ambiguity"].append([((t * 37) % 11) / 10.0 for s in cur for t in s["input_ids"]])
+        cur.clear()
+
+    for s in samples:
+        if cur and (not packing or sum(len(c["input_ids"]) for c in cur) + len(s["input_ids"]) > max_len):
+            flush()
+        cur.append(s)
+    flush()
+    return cols
+
+
+def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = None, *, n_train: int = 96,
+                n_eval: int = 16, ambiguity: bool = False, plan_extra: dict[str, Any] | None = None) -> Path:
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    run = tmp / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "model").unlink(missing_ok=True) if (run / "model").is_symlink() else None
+    if not (run / "model").exists():
+        (run / "model").symlink_to(model_dir, target_is_directory=True)
+    config = copy.deepcopy(BASE_CONFIG)
+    for k, v in (overrides or {}).items():
+        set_dotted(config, k, v)
+    t = config["training"]
+    plan: dict[str, Any] = {
+        "format": 1, "loft_version": "0.1.0", "name": config["name"],
+        "config": config,
+        "model": {"source": "config.json", "id": None, "path": "model", "revision": None},
+        "template": {"file": "chat_template.jinja"},
+        "derived": {"world_size": 1, "micro_batch_size": t["micro_batch_size"],
+                    "gradient_accumulation_steps": t["gradient_accumulation_steps"],
+                    "global_batch_size": t["global_batch_size"], "warmup_steps": t["warmup_steps"]},
+        "launch": {"target": "local", "launcher": "python", "deepspeed_config": None},
+        "sweep": [], "warnings": [],
+    }
+    for k, v in (plan_extra or {}).items():
+        set_dotted(plan, k, v)
+    (run / "plan.lock").write_text(json.dumps(plan, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    (run / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}", encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    max_len = int(config["sequence"]["max_length"])
+    packing = bool(config["sequence"]["packing"])
+    prepared = run / config["output_dir"] / "prepared"
+    Dataset.from_dict(rows(tokenized_samples(tok, n_train, max_len), packing, max_len, ambiguity)).save_to_disk(
+        str(prepared / "train"))
+    if n_eval:
+        Dataset.from_dict(rows(tokenized_samples(tok, n_eval, max_len, offset=1000), packing, max_len,
+                               ambiguity)).save_to_disk(str(prepared / "eval"))
+    return run
