@@ -1,0 +1,7 @@
+"""`python -m loft.compiler` = `loftc`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

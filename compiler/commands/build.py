@@ -1,0 +1,50 @@
+"""`loftc build CONFIG -o RUN_DIR`: compile a config into a run bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import ConfigError, Diagnostic
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("build", help="compile a config into a run bundle",
+                       description="Compile CONFIG into a locked, self-contained run bundle (plan.lock, launch.sh, ...).")
+    p.add_argument("config", help="a loft or Axolotl YAML config")
+    p.add_argument("-o", "--out", default="run", help="bundle directory (default: run)")
+    p.add_argument("--force", action="store_true", help="overwrite a non-empty directory that is not a loft bundle")
+    p.add_argument("--dialect", choices=("loft", "axolotl"), default=None, help="skip dialect detection")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def warning_printer(strict: bool) -> Any:
+    """The pipeline's warning hook: print warnings, or raise them as errors under --strict."""
+
+    def hook(warnings: list[Diagnostic]) -> None:
+        if strict and warnings:
+            from dataclasses import replace
+
+            raise ConfigError([replace(w, severity="error", hint=(w.hint + "; " if w.hint else "") + "--strict")
+                               for w in warnings])
+        for w in warnings:
+            print(w.render(), file=sys.stderr)
+
+    return hook
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    plan = pipeline.build(args.config, args.out, force=args.force, dialect=args.dialect,
+                          on_warnings=warning_printer(args.strict))
+    if not args.quiet:
+        d = plan["derived"]
+        steps = d.get("total_steps")
+        print(f"wrote {args.out.rstrip('/')}/  ({plan['name']}: {plan['model'].get('id') or plan['model'].get('path')}, "
+              f"world size {d['world_size']}, global batch {d['global_batch_size']}, "
+              f"steps {steps if steps is not None else 'decided at prepare'})")
+        print(f"run it: bash {args.out.rstrip('/')}/launch.sh")
+    return 0

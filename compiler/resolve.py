@@ -1,0 +1,524 @@
+"""Stage 5: turn a valid config into the plan — every decision written down, nothing left implicit.
+
+Defaults come from the schema's `default`s (one source of truth). Model facts come from a local
+config.json or the built-in catalog; data files are hashed and counted; the chat template is chosen;
+batch sizes, steps and warmup are derived where they are knowable before tokenizing; the launcher is
+picked from the target. Paths in the plan are relative to the bundle directory (or to the config's
+directory when there is no bundle), so the same config and data give the same plan from any place.
+Small local data and model files are carried into the bundle as attachments so it is relocatable.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from . import models
+from .errors import ConfigError, Diagnostic
+from .parse import Document
+from .validate import Locator, load_schema
+
+LOFT_VERSION = "0.1.0"
+PLAN_FORMAT = 1
+DATA_BUNDLE_LIMIT = 100 * 1024 * 1024  # data.bundle: auto copies local data up to this total
+MODEL_BUNDLE_LIMIT = 64 * 1024 * 1024  # local model directories up to this size travel in model/
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "targets" / "requirements.json"
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
+_FILE_EXTS = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".arrow", ".gz", ".zst", ".yaml", ".yml")
+_SKIP_NAMES = {".git", "__pycache__", ".cache", ".DS_Store"}
+
+
+def resolve(doc: Document, config: dict[str, Any], *, dialect: str = "loft",
+            out_dir: str | Path | None = None) -> tuple[dict[str, Any], dict[str, bytes], list[Diagnostic]]:
+    """(plan, attachments, warnings) for a validated config. Raises ConfigError for missing files."""
+    r = _Resolver(doc, config, dialect, out_dir)
+    return r.run()
+
+
+def fill_defaults(value: Any, schema: dict[str, Any]) -> Any:
+    """Every key of the schema present: missing keys take the schema's `default` (recursively)."""
+    props = schema.get("properties")
+    if props is not None and isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, sub in props.items():
+            v = value[k] if k in value else copy.deepcopy(sub.get("default"))
+            out[k] = fill_defaults(v, sub)
+        for k in value:  # keys the schema allows through additionalProperties (maps such as `roles`)
+            if k not in out:
+                out[k] = value[k]
+        return out
+    items = schema.get("items")
+    if isinstance(items, dict) and isinstance(value, list):
+        return [fill_defaults(v, items) for v in value]
+    return value
+
+
+def safe_name(text: str) -> str:
+    """A bundle-safe file name part: letters, digits, `._-`, starting with a letter or digit."""
+    s = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip("._-")[:100]
+    return s or "dataset"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dir_files(root: Path) -> list[tuple[str, Path]]:
+    """(posix relative path, path) of every regular file under root, sorted; VCS/cache folders skipped."""
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        for fn in filenames:
+            if fn in _SKIP_NAMES:
+                continue
+            p = Path(dirpath) / fn
+            if p.is_file():
+                out.append((p.relative_to(root).as_posix(), p))
+    return sorted(out)
+
+
+def sha256_dir(root: Path) -> str:
+    """Hash over sorted relative paths and each file's sha256, so renames and edits both change it."""
+    h = hashlib.sha256()
+    for rel, p in dir_files(root):
+        h.update(f"{rel}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def count_rows(path: Path) -> int | None:
+    """Rows of a .jsonl (non-blank lines) or a top-level JSON list; None for other formats."""
+    name = path.name.lower()
+    if name.endswith(".jsonl"):
+        n = 0
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    n += 1
+        return n
+    if name.endswith(".json"):
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return len(data) if isinstance(data, list) else None
+    return None
+
+
+def requirements() -> dict[str, Any]:
+    with open(REQUIREMENTS, encoding="utf-8") as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
+def is_hub_id(spec: str) -> bool:
+    return bool(_HUB_ID.match(spec)) and not spec.lower().endswith(_FILE_EXTS)
+
+
+class _Resolver:
+    def __init__(self, doc: Document, config: dict[str, Any], dialect: str, out_dir: str | Path | None) -> None:
+        self.doc = doc
+        self.dialect = dialect
+        self.config_path = Path(os.path.abspath(doc.path))
+        self.config_dir = self.config_path.parent
+        self.base_dir = Path(os.path.abspath(out_dir)) if out_dir is not None else self.config_dir
+        self.where = Locator.for_config(doc if dialect == "loft" else None, doc.path)
+        self.given = config
+        self.cfg: dict[str, Any] = fill_defaults(config, load_schema())
+        self.attachments: dict[str, bytes] = {}
+        self.warnings: list[Diagnostic] = []
+        self.errors: list[Diagnostic] = []
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def rel(self, p: Path) -> str:
+        """Path relative to the bundle (or config) directory, with forward slashes."""
+        return PurePosixPath(Path(os.path.relpath(p, self.base_dir)).as_posix()).as_posix()
+
+    def warn(self, code: str, keys: tuple[Any, ...], message: str, **kw: Any) -> None:
+        self.warnings.append(self.where.diag(keys, message, code, severity="warning", **kw))
+
+    def error(self, code: str, keys: tuple[Any, ...], message: str, **kw: Any) -> None:
+        self.errors.append(self.where.diag(keys, message, code, **kw))
+
+    def local(self, spec: str) -> Path | None:
+        """The local path a spec names, or None when it is a hub id."""
+        if spec.startswith(("/", "./", "../", "~")) or spec in (".", ".."):
+            return Path(os.path.abspath(self.config_dir / os.path.expanduser(spec)))
+        p = Path(os.path.abspath(self.config_dir / spec))
+        if p.exists() or not is_hub_id(spec):
+            return p
+        return None
+
+    # -- stages -----------------------------------------------------------------------------------------
+    def run(self) -> tuple[dict[str, Any], dict[str, bytes], list[Diagnostic]]:
+        cfg = self.cfg
+        if cfg.get("name") is None:
+            cfg["name"] = safe_name(self.config_path.stem)
+        self.check_output_dir()
+        model, model_dir = self.model()
+        data = self.data()
+        if self.errors:
+            raise ConfigError(self.errors)
+        template = self.template(model, model_dir)
+        if self.errors:
+            raise ConfigError(self.errors)
+        derived = self.derived(data)
+        plan: dict[str, Any] = {
+            "format": PLAN_FORMAT,
+            "loft_version": LOFT_VERSION,
+            "name": cfg["name"],
+            "source": self.source(),
+            "config": cfg,
+            "model": model,
+            "data": {"datasets": data},
+            "template": template,
+            "derived": derived,
+            "launch": self.launch(),
+            "estimate": None,
+            "versions": self.versions(),
+            "sweep": self.sweep(),
+            "warnings": [],
+        }
+        if self.errors:
+            raise ConfigError(self.errors)
+        return plan, dict(sorted(self.attachments.items())), self.warnings
+
+    def check_output_dir(self) -> None:
+        out = self.cfg["output_dir"]
+        norm = os.path.normpath(out)
+        if os.path.isabs(out) or norm == ".." or norm.startswith("../") or norm == ".":
+            self.error("path-escape", ("output_dir",), f"output_dir {out!r} must be a folder inside the bundle",
+                       expected="a relative path such as 'out'")
+        else:
+            self.cfg["output_dir"] = PurePosixPath(Path(norm).as_posix()).as_posix()
+
+    def source(self) -> dict[str, Any]:
+        src: dict[str, Any] = {
+            "file": self.rel(self.config_path),
+            "dialect": self.dialect,
+            "sha256": hashlib.sha256(self.doc.text.encode("utf-8")).hexdigest(),
+            "config": self.doc.data,
+        }
+        given = self.doc.data.get("data") if isinstance(self.doc.data, dict) else None
+        if self.dialect == "loft" and isinstance(given, dict) and isinstance(given.get("config"), str):
+            p = Path(os.path.abspath(self.config_dir / given["config"]))
+            src["data_config"] = {"file": self.rel(p), "sha256": sha256_file(p)}
+        return src
+
+    def model(self) -> tuple[dict[str, Any], Path | None]:
+        m = self.cfg["model"]
+        spec = m["base"]
+        path = self.local(spec)
+        facts: dict[str, Any]
+        entry: dict[str, Any] = {"revision": m["revision"]}
+        if path is not None:
+            if not path.is_dir():
+                self.error("missing-file", ("model", "base"), f"model directory {spec!r} not found",
+                           expected=f"a directory with config.json at {path}, or a hub id such as 'org/name'")
+                return {**models.empty_facts(), "source": "config.json", "id": None, "path": spec,
+                        "revision": None, "params": None}, None
+            facts, problem = models.local_facts(path)
+            if problem:
+                self.error("model-config", ("model", "base"), f"cannot read the model's config: {problem}",
+                           expected="a model directory holding a transformers config.json")
+            entry.update(source="config.json", id=None, path=self.carry_dir(path, "model", ("model", "base")))
+            m["base"] = entry["path"]
+            if m["revision"] is not None:
+                self.warn("revision-ignored", ("model", "revision"), "model.revision is ignored for a local directory")
+        else:
+            found = models.lookup(spec)
+            if found is None:
+                facts = models.empty_facts()
+                entry["source"] = "unknown"
+                self.warn("unknown-architecture", ("model", "base"),
+                          f"{spec!r} is not in the built-in catalog: model facts are unknown, so the VRAM/time "
+                          "estimate is skipped (nothing is downloaded at compile time)",
+                          hint="use a local model directory, or add the model to targets/catalog/models.json")
+            else:
+                facts = {k: found.get(k) for k in models.FACT_KEYS}
+                entry["source"] = "catalog"
+            entry.update(id=spec, path=None)
+            if m["revision"] is None:
+                self.warn("unpinned-revision", ("model", "base"),
+                          f"hub model {spec!r} has no pinned revision: a later build may train on different weights",
+                          hint="set model.revision to a commit sha")
+        tok = m["tokenizer"]
+        if tok is not None:
+            tpath = self.local(tok)
+            if tpath is not None:
+                if not tpath.is_dir():
+                    self.error("missing-file", ("model", "tokenizer"), f"tokenizer directory {tok!r} not found",
+                               expected="a directory with tokenizer files, or a hub id")
+                else:
+                    m["tokenizer"] = self.carry_dir(tpath, "tokenizer", ("model", "tokenizer"))
+        entry.update(facts)
+        entry["params"] = _count_params(facts)
+        return entry, path
+
+    def carry_dir(self, path: Path, name: str, keys: tuple[Any, ...]) -> str:
+        """Bundle a small local directory under `name/`; otherwise refer to it by a relative path."""
+        files = dir_files(path)
+        size = sum(p.stat().st_size for _, p in files)
+        if size <= MODEL_BUNDLE_LIMIT:
+            for rel, p in files:
+                self.attachments[f"{name}/{rel}"] = p.read_bytes()
+            return name
+        self.warn("not-bundled", keys, f"{path.name}/ ({size / 2**20:.0f} MiB) is larger than "
+                  f"{MODEL_BUNDLE_LIMIT // 2**20} MiB and is not copied into the bundle: the bundle refers to it "
+                  "by a relative path and is not relocatable")
+        return self.rel(path)
+
+    def data(self) -> list[dict[str, Any]]:
+        d = self.cfg["data"]
+        d["config"] = None  # merged into `datasets` by validate; its file and hash are in source.data_config
+        entries: list[dict[str, Any]] = []
+        used: set[str] = {ds["name"] for ds in d["datasets"] if ds.get("name")}
+        local_total = 0
+        locals_: list[tuple[int, Path]] = []
+        for i, ds in enumerate(d["datasets"]):
+            keys = ("data", "datasets", i, "path")
+            spec = ds["path"]
+            path = self.local(spec)
+            if ds["name"] is None:
+                stem = spec.rstrip("/").rsplit("/", 1)[-1]
+                if path is not None and path.is_file():
+                    stem = path.name.split(".")[0] or path.name
+                name = base = safe_name(stem)
+                n = 2
+                while name in used:
+                    name, n = f"{base}-{n}", n + 1
+                used.add(name)
+                ds["name"] = name
+            entry: dict[str, Any] = {"name": ds["name"], "revision": ds["revision"]}
+            if path is None:
+                entry.update(source="hub", path=spec, bundled=False, sha256=None, bytes=None, rows=None)
+                if ds["revision"] is None:
+                    self.warn("unpinned-revision", keys, f"hub dataset {spec!r} has no pinned revision",
+                              hint=f"set data.datasets[{i}].revision to a commit sha")
+            elif not path.exists():
+                self.error("missing-file", keys, f"data file {spec!r} not found",
+                           expected=f"a file or directory at {path}, or a hub dataset id ('org/name')")
+                continue
+            else:
+                if path.is_dir():
+                    files = dir_files(path)
+                    size = sum(p.stat().st_size for _, p in files)
+                    entry.update(sha256=sha256_dir(path), rows=None)
+                else:
+                    size = path.stat().st_size
+                    entry.update(sha256=sha256_file(path), rows=count_rows(path))
+                entry.update(source="local", bytes=size, bundled=False, path=self.rel(path))
+                local_total += size
+                locals_.append((i, path))
+            entries.append(entry)
+        mode = d["bundle"]
+        bundle = mode == "always" or (mode == "auto" and local_total <= DATA_BUNDLE_LIMIT)
+        for i, path in locals_:
+            entry = entries[i]
+            ds = d["datasets"][i]
+            if bundle:
+                entry["path"] = self.attach_data(entry["name"], path)
+                entry["bundled"] = True
+            elif mode == "auto":
+                self.warn("not-bundled", ("data", "bundle"),
+                          f"local data totals {local_total / 2**20:.0f} MiB (over {DATA_BUNDLE_LIMIT // 2**20} MiB): "
+                          f"{entry['name']} is referred to by a relative path, so the bundle is not relocatable",
+                          hint="set data.bundle: always to copy it anyway")
+            ds["path"] = entry["path"]
+        return entries
+
+    def attach_data(self, name: str, path: Path) -> str:
+        if path.is_dir():
+            for rel, p in dir_files(path):
+                self.attachments[f"data/{name}/{rel}"] = p.read_bytes()
+            return f"data/{name}"
+        ext = _extension(path.name)
+        self.attachments[f"data/{name}{ext}"] = path.read_bytes()
+        return f"data/{name}{ext}"
+
+    def template(self, model: dict[str, Any], model_dir: Path | None) -> dict[str, Any]:
+        spec = self.cfg["template"]
+        try:
+            from .templates import select_template
+        except ImportError:  # TODO(H1): remove once H6's compiler/templates.py lands
+            return self._template_fallback(spec, model)
+        try:
+            choice = select_template(spec, model=model, model_dir=model_dir, config_dir=self.config_dir,
+                                     allow_fallback=bool(self.cfg["template_mask_fallback"]))
+        except ConfigError as e:
+            line, col = self.where.doc.pos(("template",)) if self.where.doc is not None else (0, 0)
+            self.errors += [_relocate(d, self.where.file, line, col) for d in e.diagnostics]
+            return {}
+        text = choice.text.encode("utf-8")
+        self.attachments["chat_template.jinja"] = text
+        if getattr(choice, "source", None) == "file":
+            self.cfg["template"] = "chat_template.jinja"
+        return {
+            "name": choice.name,
+            "source": choice.source,
+            "file": "chat_template.jinja",
+            "sha256": hashlib.sha256(text).hexdigest(),
+            "end_of_turn": choice.end_of_turn,
+            "tagged": bool(choice.tagged),
+            "mask": choice.mask,
+        }
+
+    def _template_fallback(self, spec: str, model: dict[str, Any]) -> dict[str, Any]:
+        """TEMPORARY (until compiler/templates.py exists): library templates by name only."""
+        lib = Path(__file__).resolve().parent.parent / "chat_templates"
+        index = json.loads((lib / "index.json").read_text(encoding="utf-8"))["families"]
+        name = model.get("chat_template_family") or "llama3.2" if spec == "auto" else spec
+        fam = index.get(name)
+        if fam is None:
+            self.error("template", ("template",), f"unknown template {spec!r}", expected=" | ".join(sorted(index)))
+            return {}
+        text = (lib / fam["file"]).read_bytes()
+        self.attachments["chat_template.jinja"] = text
+        return {"name": name, "source": "library", "file": "chat_template.jinja",
+                "sha256": hashlib.sha256(text).hexdigest(), "end_of_turn": fam["end_of_turn"], "tagged": True,
+                "mask": "generation"}
+
+    def derived(self, data: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg["training"]
+        target = cfg["target"]
+        cpu = str(target["gpu"]).lower() == "cpu"
+        world = 1 if cpu else target["nodes"] * target["num_gpus"]
+        micro = t["micro_batch_size"]
+        accum = t["gradient_accumulation_steps"]
+        glob = t["global_batch_size"]
+        keys = ("training", "global_batch_size")
+        if accum == "auto":
+            if glob is None:
+                accum = 1
+            elif isinstance(micro, int):
+                if glob % (micro * world):
+                    self.error("batch", keys, f"global_batch_size {glob} is not a multiple of micro_batch_size × "
+                               f"world size = {micro} × {world}",
+                               expected=f"a multiple of {micro * world}")
+                    accum = 1
+                else:
+                    accum = glob // (micro * world)
+        if isinstance(micro, int) and isinstance(accum, int):
+            product = micro * accum * world
+            if glob is not None and glob != product:
+                self.error("batch", keys, f"global_batch_size {glob} ≠ micro_batch_size × "
+                           f"gradient_accumulation_steps × world size = {micro} × {accum} × {world} = {product}",
+                           expected=f"{product}, or gradient_accumulation_steps: auto")
+            glob = product
+        max_len = cfg["sequence"]["max_length"]
+        tokens_per_step = glob * max_len if isinstance(glob, int) and isinstance(max_len, int) else None
+        rows = _train_rows(data, cfg)
+        total_steps: int | None = t["max_steps"]
+        if total_steps is None and not cfg["sequence"]["packing"] and rows is not None and isinstance(glob, int):
+            total_steps = max(1, math.ceil(rows / glob * t["epochs"]))
+        warmup = t["warmup_steps"]
+        if warmup is None and total_steps is not None:
+            warmup = math.ceil(total_steps * t["warmup_ratio"])
+        return {
+            "world_size": world,
+            "micro_batch_size": micro,
+            "gradient_accumulation_steps": accum,
+            "global_batch_size": glob,
+            "tokens_per_step": tokens_per_step,
+            "rows": rows,
+            "total_steps": total_steps,
+            "total_tokens": total_steps * tokens_per_step if total_steps and tokens_per_step else None,
+            "warmup_steps": warmup,
+        }
+
+    def launch(self) -> dict[str, Any]:
+        cfg = self.cfg
+        target = cfg["target"]
+        cpu = str(target["gpu"]).lower() == "cpu"
+        nodes = 1 if cpu else target["nodes"]
+        gpus = 0 if cpu else target["num_gpus"]
+        stage = cfg["deepspeed"]["stage"]
+        if cfg["fsdp"]["enabled"]:
+            launcher = "accelerate"
+        elif stage > 0 or nodes * max(gpus, 1) > 1 or target["kind"] in ("multi_gpu", "multi_node"):
+            launcher = "torchrun"
+        else:
+            launcher = "python"
+        return {
+            "target": target["kind"],
+            "launcher": launcher,
+            "nodes": nodes,
+            "gpus_per_node": gpus,
+            "deepspeed_config": "ds_config.json" if stage > 0 else None,
+            "accelerate_config": "accelerate.yaml" if cfg["fsdp"]["enabled"] else None,
+        }
+
+    def versions(self) -> dict[str, str]:
+        req = requirements()
+        out = {"python": req["python"], **req["packages"]}
+        cfg = self.cfg
+        if cfg["deepspeed"]["stage"] > 0:
+            out["deepspeed"] = req["optional"]["deepspeed"]
+        if cfg["adapter"]["type"] == "qlora" or "8bit" in cfg["training"]["optimizer"]:
+            out["bitsandbytes"] = req["optional"]["bitsandbytes"]
+        return dict(sorted(out.items()))
+
+    def sweep(self) -> list[dict[str, Any]]:
+        from .sweep import expand
+
+        try:
+            return expand(self.cfg)
+        except ConfigError as e:
+            line, col = self.where.doc.pos(("sweep",)) if self.where.doc is not None else (0, 0)
+            self.errors += [_relocate(d, self.where.file, line, col) for d in e.diagnostics]
+            return []
+
+
+def _relocate(d: Diagnostic, file: str, line: int, col: int) -> Diagnostic:
+    """Point a diagnostic raised without a position at the config key it belongs to."""
+    if d.line:
+        return d
+    from dataclasses import replace
+
+    return replace(d, file=d.file or file, line=line, col=col)
+
+
+def _extension(filename: str) -> str:
+    """'.jsonl', or '.jsonl.gz' for compressed files; only safe characters."""
+    parts = filename.lower().split(".")[1:]
+    if not parts:
+        return ""
+    keep = parts[-2:] if parts[-1] in ("gz", "zst", "bz2", "xz") and len(parts) >= 2 else parts[-1:]
+    ext = "." + ".".join(re.sub(r"[^a-z0-9]", "", p) for p in keep)
+    return ext if ext.strip(".") else ""
+
+
+def _count_params(facts: dict[str, Any]) -> int | None:
+    from .estimate.params import count_params
+
+    return count_params(facts)
+
+
+def _train_rows(data: list[dict[str, Any]], cfg: dict[str, Any]) -> int | None:
+    """Training rows before packing and blending: per dataset (rows, subset, minus eval split) × epochs."""
+    total = 0
+    for entry, ds in zip(data, cfg["data"]["datasets"], strict=True):
+        n = entry.get("rows")
+        if n is None:
+            return None
+        sub = ds["subset"]
+        if isinstance(sub, int) and not isinstance(sub, bool) and sub >= 1 and not isinstance(sub, float):
+            n = min(n, sub)
+        elif isinstance(sub, float):
+            n = int(n * sub)
+        ev = ds["eval_split"] if ds["eval_split"] is not None else cfg["data"]["eval_split"]
+        if isinstance(ev, float):
+            n_eval = math.ceil(n * ev) if ev > 0 else 0
+        else:
+            n_eval = min(int(ev), n)
+        total += int((n - n_eval) * ds["epochs"])
+    return total

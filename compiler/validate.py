@@ -1,0 +1,323 @@
+"""Stage 4: check a loft config against schemas/config.schema.json and report every problem at once.
+
+Each jsonschema error becomes a Diagnostic at the offending key's file:line:col, phrased for a person:
+unknown keys name the key and suggest the closest allowed one (also a key with that name elsewhere in
+the config, e.g. `learning_rate` at the top level → `training.learning_rate`); enum errors list the
+choices; type and bound errors say what was expected. A `data.config:` file is parsed and checked
+against the `data` section with its own file:line:col, then merged (keys in the main config win).
+A few rules a schema cannot say well (e.g. ZeRO and FSDP together) are checked after the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Diagnostic, did_you_mean, key_path
+from .parse import Document, parse
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@functools.lru_cache(maxsize=4)
+def load_schema(name: str = "config") -> dict[str, Any]:
+    """schemas/<name>.schema.json (sibling folder both in a checkout and in an installed wheel)."""
+    with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
+def subschema(path: list[str] | tuple[str, ...], schema: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The schema of a dotted key path (object properties only, `datasets` items by any index)."""
+    node: dict[str, Any] | None = schema if schema is not None else load_schema()
+    for part in path:
+        if node is None:
+            return None
+        if node.get("type") == "array" or "items" in node:
+            node = node.get("items")
+            if part.isdigit() or node is None:
+                continue
+        props = (node or {}).get("properties", {})
+        node = props.get(part)
+    return node
+
+
+def validate(config: Any, doc: Document | None = None, file: str = "") -> dict[str, Any]:
+    """Return the config (with a `data.config` file merged in) or raise ConfigError listing every problem."""
+    where = Locator(doc, file or (doc.path if doc else ""))
+    diags: list[Diagnostic] = []
+    if not isinstance(config, dict):
+        raise ConfigError([where.diag((), "the top level must be a mapping of config keys", "not-a-mapping")])
+    config = copy.deepcopy(config)
+    data = config.get("data")
+    if isinstance(data, dict) and isinstance(data.get("config"), str):
+        diags += _merge_data_config(config, where)
+    diags += schema_errors(config, load_schema(), where)
+    if not diags:
+        diags += _semantic_errors(config, where)
+    if diags:
+        raise ConfigError(sorted(diags, key=lambda d: (d.file != where.file, d.file, d.line, d.col, d.key)))
+    return config
+
+
+# --- locating keys -------------------------------------------------------------------------------------
+
+class Locator:
+    """Maps a key path of the (merged) config to file:line:col; `data.*` keys that came from a
+    data.config file point into that file."""
+
+    def __init__(self, doc: Document | None, file: str) -> None:
+        self.doc = doc
+        self.file = file
+        self.data_doc: Document | None = None
+        self.data_keys: set[str] = set()  # keys of `data` taken from the data file
+
+    @classmethod
+    def for_config(cls, doc: Document | None, file: str = "") -> Locator:
+        """A locator for an already validated config (re-reads its data.config file, if any)."""
+        loc = cls(doc, file or (doc.path if doc else ""))
+        given = doc.data.get("data") if doc is not None else None
+        if isinstance(given, dict) and isinstance(given.get("config"), str):
+            try:
+                loc.data_doc = parse(Path(loc.file).parent / given["config"])
+            except ConfigError:
+                return loc
+            fdata = loc.data_doc.data
+            if isinstance(fdata, dict):
+                loc.data_keys = {k for k in fdata if k not in given}
+        return loc
+
+    def diag(self, path: tuple[Any, ...] | list[Any], message: str, code: str, **kw: Any) -> Diagnostic:
+        path = tuple(path)
+        doc, sub, file = self.doc, path, self.file
+        if self.data_doc is not None and len(path) >= 2 and path[0] == "data" and path[1] in self.data_keys:
+            doc, sub, file = self.data_doc, path[1:], self.data_doc.path
+        line, col = doc.pos(sub) if doc is not None else (0, 0)
+        return Diagnostic(message, key=kw.pop("key", key_path(path)), file=file, line=line, col=col, code=code, **kw)
+
+
+def _merge_data_config(config: dict[str, Any], where: Locator) -> list[Diagnostic]:
+    data = config["data"]
+    rel = data["config"]
+    base = Path(where.file).parent if where.file else Path(".")
+    path = base / rel
+    try:
+        ddoc = parse(path)
+    except ConfigError as e:
+        if e.diagnostics and e.diagnostics[0].code == "missing-file":
+            return [where.diag(("data", "config"), f"data config file {rel!r} not found",
+                               "missing-file", expected=f"a YAML file at {path}")]
+        return list(e.diagnostics)
+    where.data_doc = ddoc
+    fdata = ddoc.data
+    data_schema = copy.deepcopy(load_schema()["properties"]["data"])
+    data_schema["properties"].pop("config", None)
+    sub = Locator(ddoc, ddoc.path)
+    diags = schema_errors(fdata, data_schema, sub, root_hint="data")
+    if diags:
+        return diags
+    where.data_keys = {k for k in fdata if k not in data}
+    config["data"] = {**fdata, **data}
+    return []
+
+
+# --- schema errors → diagnostics -------------------------------------------------------------------------
+
+def schema_errors(instance: Any, schema: dict[str, Any], where: Locator, root_hint: str = "") -> list[Diagnostic]:
+    """Every schema violation as a Diagnostic (several per unknown-key error: one per key)."""
+    from jsonschema import Draft202012Validator
+
+    out: list[Diagnostic] = []
+    for err in Draft202012Validator(schema).iter_errors(instance):
+        out += _to_diags(err, instance, where, root_hint)
+    return out
+
+
+def _to_diags(err: Any, root: Any, where: Locator, root_hint: str) -> list[Diagnostic]:
+    path = tuple(err.absolute_path)
+    kind = err.validator
+    schema = err.schema
+    value = err.instance
+    shown = (root_hint + "." if root_hint else "") + key_path(path) if path else root_hint
+    if kind == "additionalProperties" and isinstance(value, dict):
+        allowed = list(schema.get("properties", {}))
+        diags = []
+        for k in sorted(set(value) - set(allowed)):
+            hint = did_you_mean(str(k), allowed) or _elsewhere(str(k), shown)
+            exp = "one of " + ", ".join(allowed) if allowed else "no keys here"
+            diags.append(where.diag((*path, k), f"unknown key {k!r}", "unknown-key",
+                                    key=(shown + "." if shown else "") + str(k), expected=exp, hint=hint))
+        return diags
+    if kind == "required":
+        missing = [k for k in schema.get("required", []) if isinstance(value, dict) and k not in value]
+        return [where.diag(path, f"missing required key {k!r}", "missing-key", key=shown or "(top level)",
+                           expected=_describe(schema.get("properties", {}).get(k, {})) or "a value")
+                for k in missing]
+    if kind in ("enum", "const"):
+        choices = schema.get("enum", [schema.get("const")])
+        hint = did_you_mean(str(value), [str(c) for c in choices]) if isinstance(value, str) else ""
+        return [where.diag(path, f"{_show(value)} is not one of the choices", "bad-value", key=shown,
+                           expected=" | ".join(_show(c) for c in choices), hint=hint)]
+    if kind == "type":
+        return [where.diag(path, f"wrong type: got {_type_name(value)} {_show(value)}", "wrong-type",
+                           key=shown, expected=_describe(schema))]
+    if kind == "anyOf":
+        hint = ""
+        consts = [b["const"] for b in schema["anyOf"] if "const" in b]
+        if isinstance(value, str) and consts:
+            hint = did_you_mean(value, [str(c) for c in consts])
+        return [where.diag(path, f"invalid value {_show(value)}", "bad-value", key=shown,
+                           expected=_describe(schema), hint=hint)]
+    if kind == "propertyNames":
+        return [where.diag(path, f"invalid key: {err.message}", "bad-key", key=shown,
+                           expected="dotted config keys such as 'training.learning_rate'")]
+    return [where.diag(path, f"invalid value {_show(value)}: {_bound_message(kind, err.validator_value)}",
+                       "bad-value", key=shown, expected=_describe(schema))]
+
+
+def _bound_message(kind: str, bound: Any) -> str:
+    return {
+        "minimum": f"must be ≥ {bound}", "maximum": f"must be ≤ {bound}",
+        "exclusiveMinimum": f"must be > {bound}", "exclusiveMaximum": f"must be < {bound}",
+        "minLength": "must not be empty" if bound == 1 else f"must have at least {bound} characters",
+        "minItems": f"needs at least {bound} item(s)", "uniqueItems": "items must be unique",
+        "minProperties": f"needs at least {bound} key(s)", "pattern": f"must match {bound}",
+    }.get(kind, f"fails {kind} {bound!r}")
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    """A short human phrase for what a schema accepts: 'an integer ≥ 16 or 'auto''."""
+    if "anyOf" in schema:
+        return " or ".join(filter(None, (_describe(b) for b in schema["anyOf"])))
+    if "const" in schema:
+        return _show(schema["const"])
+    if "enum" in schema:
+        return " | ".join(_show(c) for c in schema["enum"])
+    types = schema.get("type")
+    if types is None:
+        return ""
+    names = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+             "array": "a list", "object": "a mapping", "null": "null"}
+    tlist = [types] if isinstance(types, str) else list(types)
+    out = " or ".join(names.get(t, t) for t in tlist)
+    bounds = []
+    for k, sym in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
+        if k in schema:
+            bounds.append(f"{sym} {schema[k]}")
+    if bounds:
+        out += " " + " and ".join(bounds)
+    if "pattern" in schema:
+        out += f" matching {schema['pattern']}"
+    return out
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _show(v: Any) -> str:
+    s = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+@functools.lru_cache(maxsize=1)
+def _all_keys() -> dict[str, list[str]]:
+    """leaf/section name → dotted paths where it is allowed (for 'did you mean training.learning_rate?')."""
+    index: dict[str, list[str]] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        if "items" in node and isinstance(node["items"], dict):
+            walk(node["items"], prefix + "[]")
+        for k, sub in node.get("properties", {}).items():
+            p = f"{prefix}.{k}" if prefix else k
+            index.setdefault(k, []).append(p)
+            walk(sub, p)
+
+    walk(load_schema(), "")
+    return index
+
+
+def _elsewhere(key: str, here: str) -> str:
+    paths = [p for p in _all_keys().get(key, []) if p.rsplit(".", 1)[0] != here]
+    if not paths:
+        return ""
+    return "this key belongs under " + " or ".join(repr(p.replace("[]", "[0]")) for p in paths[:2])
+
+
+# --- rules beyond the schema -------------------------------------------------------------------------------
+
+def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]:
+    diags: list[Diagnostic] = []
+    data = config.get("data", {})
+    if not data.get("datasets"):
+        diags.append(where.diag(("data",), "no datasets", "missing-key", key="data",
+                                expected="data.datasets: [{path: ...}] or data.config: data.yaml"))
+    names: dict[str, int] = {}
+    for i, ds in enumerate(data.get("datasets") or []):
+        name = ds.get("name")
+        if name is None:
+            continue
+        if name in names:
+            diags.append(where.diag(("data", "datasets", i, "name"), f"dataset name {name!r} is used twice",
+                                    "duplicate-name", expected="unique dataset names",
+                                    hint=f"the first is data.datasets[{names[name]}]"))
+        names.setdefault(name, i)
+    ds_cfg = config.get("deepspeed", {})
+    fsdp = config.get("fsdp", {})
+    target = config.get("target", {})
+    if ds_cfg.get("stage", 0) > 0 and fsdp.get("enabled"):
+        diags.append(where.diag(("fsdp", "enabled"), "DeepSpeed ZeRO and FSDP cannot be used together",
+                                "conflict", expected="deepspeed.stage: 0 or fsdp.enabled: false"))
+    if ds_cfg.get("offload_params") and ds_cfg.get("stage", 0) != 3:
+        diags.append(where.diag(("deepspeed", "offload_params"), "parameter offload needs ZeRO stage 3",
+                                "conflict", expected="deepspeed.stage: 3"))
+    if ds_cfg.get("offload_optimizer") and ds_cfg.get("stage", 0) == 0:
+        diags.append(where.diag(("deepspeed", "offload_optimizer"), "optimizer offload needs DeepSpeed",
+                                "conflict", expected="deepspeed.stage: 1, 2 or 3"))
+    kind = target.get("kind", "local")
+    if target.get("nodes", 1) > 1 and kind in ("local", "multi_gpu"):
+        diags.append(where.diag(("target", "nodes"), f"target.kind {kind!r} runs on one machine",
+                                "conflict", expected="target.kind: multi_node, slurm or skypilot, or nodes: 1"))
+    if str(target.get("gpu", "")).lower() == "cpu" and (target.get("num_gpus", 1) > 1 or target.get("nodes", 1) > 1):
+        diags.append(where.diag(("target", "gpu"), "a CPU run uses one process",
+                                "conflict", expected="num_gpus: 1 and nodes: 1 with gpu: cpu"))
+    sweep = config.get("sweep")
+    if isinstance(sweep, dict):
+        diags += _sweep_errors(sweep, config, where)
+    return diags
+
+
+_NOT_SWEEPABLE = {"loft", "name", "sweep", "output_dir", "data.config", "model.base", "template"}
+
+
+def _sweep_errors(sweep: dict[str, Any], config: dict[str, Any], where: Locator) -> list[Diagnostic]:
+    """Each swept key must be a real config key, and each of its values (or range ends) valid for it."""
+    import re
+
+    from jsonschema import Draft202012Validator
+
+    diags: list[Diagnostic] = []
+    leaves = sorted({p.replace("[]", "[0]") for paths in _all_keys().values() for p in paths})
+    for key, values in sweep.get("params", {}).items():
+        parts = [p for p in re.split(r"[.\[\]]+", key) if p]
+        sub = subschema(parts)
+        loc = ("sweep", "params", key)
+        if sub is None or any(re.sub(r"\[\d+\]", "", key) == n or key.startswith(n + ".") for n in _NOT_SWEEPABLE):
+            diags.append(where.diag(loc, f"cannot sweep {key!r}: not a config key" if sub is None
+                                    else f"cannot sweep {key!r}", "bad-sweep-key", key=f"sweep.params.{key}",
+                                    expected="a dotted config key such as 'training.learning_rate'",
+                                    hint=did_you_mean(key, leaves)))
+            continue
+        v = Draft202012Validator(sub)
+        items = list(enumerate(values)) if isinstance(values, list) else [
+            (k, values[k]) for k in ("min", "max") if k in values]
+        for j, val in items:
+            for err in v.iter_errors(val):
+                diags.append(where.diag((*loc, j), f"value {_show(val)} is invalid for {key}: {err.message}",
+                                        "bad-value", key=f"sweep.params.{key}[{j!r}]".replace("'", ""),
+                                        expected=_describe(sub)))
+                break
+    return diags
