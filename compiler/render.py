@@ -276,7 +276,10 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
         "deepspeed_config": deepspeed_config,
         "accelerate_config": accelerate_config,
         "fsdp": {"enabled": bool(fsdp.get("enabled")), "version": int(fsdp.get("version", 2)),
-                 "sharding": fsdp.get("sharding", "full_shard"), "offload_params": bool(fsdp.get("offload_params"))},
+                 "sharding": fsdp.get("sharding", "full_shard"), "offload_params": bool(fsdp.get("offload_params")),
+                 "state_dict_type": "SHARDED_STATE_DICT" if fsdp.get("state_dict_type") == "sharded"
+                 else "FULL_STATE_DICT",
+                 "layer_cls": ",".join(fsdp.get("transformer_layer_cls") or [])},
         "mixed_precision": {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
         "gradient_checkpointing": bool(cfg.get("training", {}).get("gradient_checkpointing")),
         "gpu": target_cfg.get("gpu", ""),
