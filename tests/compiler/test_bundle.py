@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from loft.compiler import bundle
 from loft.compiler.bundle import MANIFEST, parse_manifest, write_bundle
 from loft.compiler.errors import ConfigError
 from loft.compiler.render import render_bundle
+
 from tests.compiler.plan_fixture import sample_plan
 
 

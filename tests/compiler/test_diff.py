@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from loft.compiler.commands import diff as diff_cmd
 from loft.compiler.diff import diff_plans, format_md, format_text, headlines
 from loft.compiler.errors import ConfigError
+
 from tests.compiler.plan_fixture import sample_plan, set_key
 
 
@@ -76,6 +76,6 @@ def test_command_accepts_dirs_and_lock_files(tmp_path: Path, capsys: pytest.Capt
     assert diff_cmd.run(_args(tmp_path / "a", tmp_path / "b.lock", exit_code=True, format="md")) == 1
     assert "### loft plan diff" in capsys.readouterr().out
     assert diff_cmd.run(_args(tmp_path / "a", tmp_path / "a", exit_code=True)) == 0
-    with pytest.raises(ConfigError, match="no plan.lock"):
+    with pytest.raises(ConfigError, match=r"no plan\.lock"):
         diff_cmd.run(_args(tmp_path / "a", tmp_path / "nope"))
     assert diff_cmd.run(_args(tmp_path / "a", tmp_path / "nope", exit_code=True)) == 2

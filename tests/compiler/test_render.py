@@ -8,10 +8,10 @@ from pathlib import Path
 
 import jinja2
 import pytest
-
 from loft.compiler import render
 from loft.compiler.errors import ConfigError
 from loft.compiler.render import canonical_json, ds_config, render_bundle, runtime_files
+
 from tests.compiler.plan_fixture import sample_plan, set_key
 
 

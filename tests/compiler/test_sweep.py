@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from loft.compiler.errors import ConfigError
 from loft.compiler.sweep import apply, expand
+
 from tests.compiler.plan_fixture import sample_plan
 
 
