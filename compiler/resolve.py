@@ -346,11 +346,9 @@ class _Resolver:
         return f"data/{name}{ext}"
 
     def template(self, model: dict[str, Any], model_dir: Path | None) -> dict[str, Any]:
+        from .templates import select_template
+
         spec = self.cfg["template"]
-        try:
-            from .templates import select_template
-        except ImportError:  # TODO(H1): remove once H6's compiler/templates.py lands
-            return self._template_fallback(spec, model)
         try:
             choice = select_template(spec, model=model, model_dir=model_dir, config_dir=self.config_dir,
                                      allow_fallback=bool(self.cfg["template_mask_fallback"]))
@@ -371,21 +369,6 @@ class _Resolver:
             "tagged": bool(choice.tagged),
             "mask": choice.mask,
         }
-
-    def _template_fallback(self, spec: str, model: dict[str, Any]) -> dict[str, Any]:
-        """TEMPORARY (until compiler/templates.py exists): library templates by name only."""
-        lib = Path(__file__).resolve().parent.parent / "chat_templates"
-        index = json.loads((lib / "index.json").read_text(encoding="utf-8"))["families"]
-        name = model.get("chat_template_family") or "llama3.2" if spec == "auto" else spec
-        fam = index.get(name)
-        if fam is None:
-            self.error("template", ("template",), f"unknown template {spec!r}", expected=" | ".join(sorted(index)))
-            return {}
-        text = (lib / fam["file"]).read_bytes()
-        self.attachments["chat_template.jinja"] = text
-        return {"name": name, "source": "library", "file": "chat_template.jinja",
-                "sha256": hashlib.sha256(text).hexdigest(), "end_of_turn": fam["end_of_turn"], "tagged": True,
-                "mask": "generation"}
 
     def derived(self, data: list[dict[str, Any]]) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg["training"]

@@ -168,6 +168,15 @@ def _to_diags(err: Any, root: Any, where: Locator, root_hint: str) -> list[Diagn
         consts = [b["const"] for b in schema["anyOf"] if "const" in b]
         if isinstance(value, str) and consts:
             hint = did_you_mean(value, [str(c) for c in consts])
+        # a branch of the right type that failed on a bound says best what is wrong (e.g. "must be ≥ 1")
+        for sub in err.context or ():
+            if sub.validator not in ("type", "const", "enum") and not sub.relative_path:
+                branch = sub.relative_schema_path[0]
+                if not any(o.validator in ("type", "const") and o.relative_schema_path[0] == branch
+                           for o in err.context):
+                    return [where.diag(path, f"invalid value {_show(value)}: "
+                                       f"{_bound_message(sub.validator, sub.validator_value)}", "bad-value",
+                                       key=shown, expected=_describe(schema), hint=hint)]
         return [where.diag(path, f"invalid value {_show(value)}", "bad-value", key=shown,
                            expected=_describe(schema), hint=hint)]
     if kind == "propertyNames":
