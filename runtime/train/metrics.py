@@ -110,7 +110,7 @@ class BatchRecorder(TrainerCallback):
         rec = {"step": state.global_step, "sample_ids": self.pending}
         self.pending = []
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
 
 
 def report_to(tracking: dict[str, Any] | None) -> list[str]:

@@ -94,6 +94,11 @@ class StopCallback(TrainerCallback):
             control.should_training_stop = True
         return control
 
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.stopped_at is not None:  # quitting: skip the end-of-epoch evaluation
+            control.should_evaluate = False
+        return control
+
 
 def clear_sentinel(sentinel: Path) -> None:
     """A STOP file left from the previous stop must not stop the resumed run at its first step."""

@@ -248,6 +248,9 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     collator = LoftCollator(pad_token_id=int(pad_id or 0), packing=bool(cfg["sequence"].get("packing")),
                             with_ambiguity=bool(als.get("enabled")))
 
+    from transformers import set_seed
+
+    set_seed(int(cfg["training"].get("seed", 42)))  # adapter init draws from the global RNG
     model = apply_adapter(load_base_model(bundle), bundle)
     if _rank() == 0 and hasattr(model, "print_trainable_parameters"):
         model.print_trainable_parameters()
