@@ -1,0 +1,141 @@
+"""Estimator accuracy against measured H100 peaks (../shared/calibration/h100_small.jsonl).
+
+Each measured case becomes a loft plan (the model's config.json facts + the case's training switches),
+goes through the same `estimate_plan` as `loftc build`, and the predicted per-GPU total is compared with
+what nvidia-smi would have shown: peak_reserved_gib + the CUDA context (context_used_gib). Cases that ran
+out of memory must be predicted not to fit 80 GB.
+
+    python benchmarks/estimator_accuracy.py [--calibration DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT.parent / "shared" / "calibration"
+
+# Thresholds of issue 6: median and worst absolute error over the cases that ran.
+MEDIAN_LIMIT_PCT = 5.0
+WORST_LIMIT_PCT = 10.0
+OOM_LIMIT_GIB = 80.0
+
+MODES: dict[str, dict[str, Any]] = {
+    "full_bf16": {"model": {"dtype": "bf16"}, "adapter": {"type": "none"}},
+    "full_fp32_master": {"model": {"dtype": "fp32"}, "adapter": {"type": "none"}},
+    "lora_r16": {"model": {"dtype": "bf16"},
+                 "adapter": {"type": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}},
+}
+
+
+def load(calibration: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(env line, case lines, model name → config.json facts)."""
+    env: dict[str, Any] = {}
+    cases: list[dict[str, Any]] = []
+    for line in (calibration / "h100_small.jsonl").read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("kind") == "env":
+            env = row
+        elif row.get("kind") == "case":
+            cases.append(row)
+    models = {}
+    for cfg in sorted((calibration / "models").glob("*/config.json")):
+        models[cfg.parent.name] = json.loads(cfg.read_text(encoding="utf-8"))
+    return env, cases, models
+
+
+def case_plan(case: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """The loft plan a calibration case corresponds to (one GPU, no accumulation)."""
+    mode = MODES[case["mode"]]
+    cfg = {
+        "model": {"attn_implementation": case.get("attn", "sdpa"), **mode["model"]},
+        "adapter": mode["adapter"],
+        "sequence": {"max_length": case["seq"], "packing": True},
+        "training": {"micro_batch_size": case["batch"], "optimizer": case["optimizer"], "precision": "bf16",
+                     "gradient_checkpointing": case["grad_ckpt"], "gradient_accumulation_steps": 1,
+                     "kernels": {"liger": False, "cut_cross_entropy": False}},
+        "deepspeed": {"stage": 0}, "fsdp": {"enabled": False},
+        "target": {"gpu": "H100", "num_gpus": 1, "nodes": 1, "provider": None},
+    }
+    return {"model": dict(facts), "config": cfg,
+            "derived": {"world_size": 1, "micro_batch_size": case["batch"], "gradient_accumulation_steps": 1},
+            "data": {"datasets": []}}
+
+
+def compare(calibration: Path) -> dict[str, Any]:
+    """Case-by-case predictions and the summary."""
+    from loft.compiler.estimate import estimate_plan
+
+    env, cases, models = load(calibration)
+    context = float(env.get("context_used_gib", 0.0))
+    rows = []
+    for case in cases:
+        est = estimate_plan(case_plan(case, models[case["model"]]))
+        vram = est["vram"]
+        row = {
+            "model": case["model"], "mode": case["mode"], "grad_ckpt": case["grad_ckpt"], "batch": case["batch"],
+            "seq": case["seq"], "status": case["status"], "predicted_gib": vram["total_gib"],
+            "predicted_allocated_gib": vram.get("allocated_gib"), "phase": vram.get("peak_phase"),
+        }
+        if case["status"] == "ok":
+            measured = case["peak_reserved_gib"] + context
+            row.update(measured_gib=round(measured, 4), measured_allocated_gib=case["peak_allocated_gib"],
+                       error_pct=round(100.0 * (vram["total_gib"] - measured) / measured, 2))
+        else:
+            row.update(measured_gib=None, error_pct=None, predicted_fits_80gb=vram["total_gib"] <= OOM_LIMIT_GIB)
+        rows.append(row)
+    errors = [abs(r["error_pct"]) for r in rows if r["error_pct"] is not None]
+    oom = [r for r in rows if r["status"] != "ok"]
+    summary = {
+        "cases": len(rows), "ok_cases": len(errors), "oom_cases": len(oom),
+        "median_abs_error_pct": round(statistics.median(errors), 2) if errors else None,
+        "worst_abs_error_pct": round(max(errors), 2) if errors else None,
+        "oom_predicted_not_to_fit": sum(1 for r in oom if not r["predicted_fits_80gb"]),
+    }
+    summary["passes"] = bool(
+        errors and summary["median_abs_error_pct"] <= MEDIAN_LIMIT_PCT
+        and summary["worst_abs_error_pct"] <= WORST_LIMIT_PCT
+        and summary["oom_predicted_not_to_fit"] == len(oom)
+    )
+    return {"gpu": env.get("gpu"), "torch": env.get("torch"), "rows": rows, "summary": summary}
+
+
+def table(result: dict[str, Any]) -> str:
+    head = "| model | mode | ckpt | batch×seq | status | measured GiB | predicted GiB | error % | peak phase |"
+    lines = [head, "|---|---|---|---|---|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        measured = "OOM" if r["measured_gib"] is None else f"{r['measured_gib']:.2f}"
+        err = "fits 80GB!" if r["error_pct"] is None and r.get("predicted_fits_80gb") else (
+            "no-fit ✓" if r["error_pct"] is None else f"{r['error_pct']:+.1f}")
+        lines.append(f"| {r['model']} | {r['mode']} | {'on' if r['grad_ckpt'] else 'off'} | {r['batch']}×{r['seq']} "
+                     f"| {r['status']} | {measured} | {r['predicted_gib']:.2f} | {err} | {r['phase']} |")
+    s = result["summary"]
+    lines += ["", f"{s['ok_cases']} ok cases: median |error| {s['median_abs_error_pct']}%, worst "
+              f"{s['worst_abs_error_pct']}% (limits {MEDIAN_LIMIT_PCT}% / {WORST_LIMIT_PCT}%); "
+              f"{s['oom_predicted_not_to_fit']}/{s['oom_cases']} OOM cases predicted not to fit 80 GB; "
+              f"{'PASS' if s['passes'] else 'FAIL'}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calibration", type=Path, default=DEFAULT, help="folder holding h100_small.jsonl and models/")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = ap.parse_args(argv)
+    if not (args.calibration / "h100_small.jsonl").is_file():
+        print(f"no calibration data at {args.calibration} (../shared is absent in a user's clone)", file=sys.stderr)
+        return 2
+    result = compare(args.calibration)
+    print(json.dumps(result, indent=2, sort_keys=True) if args.json else table(result))
+    return 0 if result["summary"]["passes"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The GPU and provider catalogs (targets/catalog/gpus.json, providers.json), read once per process."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_catalog_file(name).read_text(encoding="utf-8"))
+    return data
+
+
+def _catalog_file(name: str) -> Path:
+    """targets/catalog/<name> through the installed `loft.targets.catalog` package (a namespace package,
+    so importlib.resources cannot be used), falling back to the source tree."""
+    try:
+        import loft.targets.catalog as pkg
+
+        for entry in pkg.__path__:
+            candidate = Path(entry) / name
+            if candidate.is_file():
+                return candidate
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parents[2] / "targets" / "catalog" / name
+
+
+def gpus() -> dict[str, dict[str, Any]]:
+    """Canonical GPU name → spec (memory_gib, bf16_tflops, mfu, cuda_context_gib, aliases, source)."""
+    return dict(_load("gpus.json")["gpus"])
+
+
+def providers() -> dict[str, dict[str, Any]]:
+    """Provider key → {name, as_of, source, prices: [{gpu, on_demand, spot, note?, gpu_counts?}]}."""
+    return dict(_load("providers.json")["providers"])
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def gpu_name(name: str | None) -> str | None:
+    """The catalog's name for a GPU given as a name or alias, case and punctuation ignored (or None)."""
+    if not name:
+        return None
+    key = _norm(str(name))
+    for canon, spec in gpus().items():
+        if _norm(canon) == key or any(_norm(a) == key for a in spec.get("aliases", [])):
+            return canon
+    return None
+
+
+def provider_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    key = _norm(str(name))
+    for canon, spec in providers().items():
+        if _norm(canon) == key or _norm(str(spec.get("name", ""))) == key:
+            return canon
+    return None
