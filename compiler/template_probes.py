@@ -119,9 +119,12 @@ def span_problems(text: str, end_of_turn: str | None, specials: Mapping[str, Any
     that misses an assistant message, holds another role's text or a role header, or does not end with the
     end-of-turn token."""
     problems: list[str] = []
+    kinds: set[str] = set()
 
     def add(msg: str) -> bool:
-        if msg not in problems:
+        kind = re.sub(r"^\[[^\]]*\] |\d+|'.*", "", msg)  # one example per kind of problem
+        if kind not in kinds:
+            kinds.add(kind)
             problems.append(msg)
         return len(problems) >= limit
 
