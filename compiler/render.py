@@ -235,7 +235,8 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
     launch = plan.get("launch", {})
     target_cfg = cfg.get("target", {})
     nodes = int(launch.get("nodes") or target_cfg.get("nodes") or 1)
-    gpus = int(launch.get("gpus_per_node") or target_cfg.get("num_gpus") or 1)
+    gpus_given = launch.get("gpus_per_node", target_cfg.get("num_gpus"))
+    gpus = 1 if gpus_given is None else int(gpus_given)  # 0: CPU only, one process
     ds_stage = int(cfg.get("deepspeed", {}).get("stage") or 0)
     fsdp = cfg.get("fsdp", {})
     launcher = str(launch.get("launcher") or ("python" if nodes * gpus == 1 else "torchrun"))
@@ -266,7 +267,7 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
         "launcher": launcher,
         "nodes": nodes,
         "gpus_per_node": gpus,
-        "world_size": nodes * gpus,
+        "world_size": nodes * max(gpus, 1),
         "stages": enabled_stages(plan),
         "all_stages": list(STAGES),
         "output_dir": cfg.get("output_dir", "out"),
@@ -438,7 +439,8 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
     elif launch["fsdp"]["enabled"]:
         parallel = f"FSDP{launch['fsdp']['version']} {launch['fsdp']['sharding']} (`accelerate.yaml`)"
     launch_rows = [
-        ("target", f"{launch['target']}: {launch['nodes']} node(s) × {launch['gpus_per_node']} {launch['gpu']}"),
+        ("target", f"{launch['target']}: " + (f"{launch['nodes']} node(s) × {launch['gpus_per_node']} {launch['gpu']}"
+                                             if launch["gpus_per_node"] else "CPU")),
         ("launcher", launch["launcher"]),
         ("sharding", parallel),
         ("stages", " → ".join(launch["stages"])),

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# loft run bundle qlora, compiled by loftc 0.1.0 from ../examples/qlora.yaml.
+# Target: local. Generated file: change the config and rebuild instead of editing it.
+#
+# usage: bash launch.sh [all|prepare|train|eval|merge|export]
+#   all (default) runs: prepare train eval merge export
+#   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
+#   train resumes from the newest complete checkpoint in out/checkpoints when one exists.
+set -euo pipefail
+
+RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+export PYTHONPATH="$RUN_DIR${PYTHONPATH:+:$PYTHONPATH}"
+PYTHON="${PYTHON:-python3}"
+OUTPUT_DIR=out
+case "$OUTPUT_DIR" in
+  /*) OUT="$OUTPUT_DIR" ;;
+  *) OUT="$RUN_DIR/$OUTPUT_DIR" ;;
+esac
+N_TRIALS=1
+
+usage() {
+  cat >&2 <<'USAGE'
+usage: bash launch.sh [all|prepare|train|eval|merge|export]
+  all (default): prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
+  env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1
+USAGE
+}
+
+STAGE="${1:-all}"
+case "$STAGE" in
+  all|prepare|train|eval|merge|export) ;;
+  -h|--help|help) usage; exit 0 ;;
+  *) echo "launch.sh: unknown stage '$STAGE'" >&2; usage; exit 2 ;;
+esac
+if [[ $# -gt 1 ]]; then
+  echo "launch.sh: expected at most one stage, got: $*" >&2
+  usage
+  exit 2
+fi
+
+TRIAL_ARGS=()
+if [[ -n "${LOFT_TRIAL:-}" ]]; then
+  if [[ ! "$LOFT_TRIAL" =~ ^[0-9]+$ ]] || (( LOFT_TRIAL >= N_TRIALS )); then
+    echo "launch.sh: LOFT_TRIAL=$LOFT_TRIAL is not a trial of this bundle (0..$((N_TRIALS - 1)), see sweep.jsonl)" >&2
+    exit 2
+  fi
+  TRIAL_ARGS=(--trial "$LOFT_TRIAL")
+fi
+
+preflight() {
+  if [[ -n "${LOFT_SKIP_PREFLIGHT:-}" ]]; then
+    return 0
+  fi
+  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "launch.sh: no Python interpreter '$PYTHON' (set PYTHON=/path/to/python)" >&2
+    exit 1
+  fi
+  local missing
+  missing="$("$PYTHON" - torch transformers peft datasets accelerate safetensors bitsandbytes <<'PY'
+import importlib.util
+import sys
+print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
+PY
+)"
+  if [[ -n "$missing" ]]; then
+    echo "launch.sh: the loft runtime needs Python packages that $PYTHON cannot import: $missing" >&2
+    echo "  install them with:  $PYTHON -m pip install -r \"$RUN_DIR/requirements.lock\"" >&2
+    exit 1
+  fi
+}
+
+stage_on() {
+  case "$1" in
+    prepare) return 0 ;;
+    train) return 0 ;;
+    eval) return 0 ;;
+    merge) return 0 ;;
+    export) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+run_stage() {
+  echo "==> loft: $1${LOFT_TRIAL:+ (trial $LOFT_TRIAL)}" >&2
+  "$PYTHON" -m loft.runtime "$1" "$RUN_DIR" ${TRIAL_ARGS[@]+"${TRIAL_ARGS[@]}"}
+}
+
+run_train() {
+  if compgen -G "$OUT/checkpoints/checkpoint-*" >/dev/null; then
+    echo "==> loft: train resumes from the newest complete checkpoint in $OUT/checkpoints" >&2
+  fi
+  echo "==> loft: train (python)${LOFT_TRIAL:+ (trial $LOFT_TRIAL)}" >&2
+  "$PYTHON" -m loft.runtime train "$RUN_DIR" ${TRIAL_ARGS[@]+"${TRIAL_ARGS[@]}"}
+}
+
+run_named() {
+  if [[ "$1" == train ]]; then
+    run_train
+  else
+    run_stage "$1"
+  fi
+}
+
+cd "$RUN_DIR"
+preflight
+if [[ "$STAGE" != all ]]; then
+  run_named "$STAGE"
+  exit 0
+fi
+for s in prepare train eval merge export; do
+  if ! stage_on "$s"; then
+    echo "==> loft: $s is off in this plan, skipped" >&2
+    continue
+  fi
+  run_named "$s"
+done
+echo "==> loft: done; outputs in $OUT" >&2
