@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from loft.compiler import cli
 from loft.compiler.bundle import MANIFEST, read_files, verify
 
