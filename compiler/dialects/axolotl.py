@@ -376,10 +376,13 @@ class _Translation:
         if a not in ("lora", "qlora"):
             self.err(["adapter"], f"adapter {a!r} is not supported", expected="lora | qlora | (none)")
             return
-        if in8:
-            self.err(["load_in_8bit"], "8-bit LoRA is not supported", hint="use adapter: qlora (4-bit) or a "
-                     "plain lora in bf16")
+        if in8 and in4:
+            self.err(["load_in_8bit"], "load_in_8bit and load_in_4bit are both true", code="contradiction")
             return
+        if in8:
+            self.warn(["load_in_8bit"], "8-bit base weights are a memory saving loft does not offer: loft trains "
+                      "the same LoRA adapter on unquantized weights (model.dtype), which needs more GPU memory "
+                      "(see the estimate)", code="axolotl-differs")
         kind = "qlora" if (a == "qlora" or in4) else "lora"
         if a == "lora" and in4:
             self.warn(["load_in_4bit"], "lora on 4-bit weights is QLoRA: translated to adapter.type: qlora",
@@ -421,7 +424,7 @@ class _Translation:
             self.put("adapter.target_modules", [str(x) for x in tm], "lora_target_modules")
         elif isinstance(tm, str) and tm:
             self.put("adapter.target_modules", tm, "lora_target_modules")
-        else:
+        elif not self.d.get("lora_target_parameters"):  # (that key is reported as unsupported already)
             self.err(["adapter"], "no LoRA targets: set lora_target_linear: true or lora_target_modules",
                      code="missing-key", hint="Axolotl would fall back to PEFT's per-architecture default, "
                      "which loft does not guess")

@@ -56,7 +56,7 @@ _T: dict[str, str] = {
     # adapter
     "adapter": "adapter.type",
     "load_in_4bit": "adapter.type: qlora",
-    "load_in_8bit": "8-bit LoRA is not supported (use qlora or lora)",
+    "load_in_8bit": "adapter.type: lora on unquantized weights (a warning: loft has no 8-bit loading)",
     "lora_r": "adapter.r",
     "lora_alpha": "adapter.alpha",
     "lora_dropout": "adapter.dropout",
