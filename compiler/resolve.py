@@ -31,6 +31,7 @@ MODEL_BUNDLE_LIMIT = 64 * 1024 * 1024  # local model directories up to this size
 REQUIREMENTS = Path(__file__).resolve().parent.parent / "targets" / "requirements.json"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
+_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 _FILE_EXTS = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".arrow", ".gz", ".zst", ".yaml", ".yml")
 _SKIP_NAMES = {".git", "__pycache__", ".cache", ".DS_Store"}
 
@@ -251,6 +252,10 @@ class _Resolver:
                 self.warn("unpinned-revision", ("model", "base"),
                           f"hub model {spec!r} has no pinned revision: a later build may train on different weights",
                           hint="set model.revision to a commit sha")
+            elif not _COMMIT.match(m["revision"]):
+                self.warn("unpinned-revision", ("model", "revision"),
+                          f"revision {m['revision']!r} is a branch or tag, not a commit: it can move",
+                          hint="use the commit sha it points to now")
         tok = m["tokenizer"]
         if tok is not None:
             tpath = self.local(tok)
@@ -304,6 +309,10 @@ class _Resolver:
                 if ds["revision"] is None:
                     self.warn("unpinned-revision", keys, f"hub dataset {spec!r} has no pinned revision",
                               hint=f"set data.datasets[{i}].revision to a commit sha")
+                elif not _COMMIT.match(ds["revision"]):
+                    self.warn("unpinned-revision", ("data", "datasets", i, "revision"),
+                              f"revision {ds['revision']!r} is a branch or tag, not a commit: it can move",
+                              hint="use the commit sha it points to now")
             elif not path.exists():
                 self.error("missing-file", keys, f"data file {spec!r} not found",
                            expected=f"a file or directory at {path}, or a hub dataset id ('org/name')")

@@ -293,9 +293,47 @@ def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
     if str(target.get("gpu", "")).lower() == "cpu" and (target.get("num_gpus", 1) > 1 or target.get("nodes", 1) > 1):
         diags.append(where.diag(("target", "gpu"), "a CPU run uses one process",
                                 "conflict", expected="num_gpus: 1 and nodes: 1 with gpu: cpu"))
+    diags += _catalog_errors(target, where)
     sweep = config.get("sweep")
     if isinstance(sweep, dict):
         diags += _sweep_errors(sweep, config, where)
+    return diags
+
+
+CATALOG_DIR = SCHEMA_DIR.parent / "targets" / "catalog"
+
+
+def _catalog_names(file: str, section: str) -> dict[str, str] | None:
+    """name or alias (lower case) → catalog name; None when the catalog file is absent."""
+    try:
+        with open(CATALOG_DIR / file, encoding="utf-8") as f:
+            entries = json.load(f).get(section, {})
+    except (OSError, ValueError):
+        return None
+    out: dict[str, str] = {}
+    for name, entry in entries.items():
+        out[name.lower()] = name
+        for alias in entry.get("aliases", []) if isinstance(entry, dict) else []:
+            out[str(alias).lower()] = name
+    return out
+
+
+def _catalog_errors(target: dict[str, Any], where: Locator) -> list[Diagnostic]:
+    """target.gpu and target.provider must name catalog entries (the estimate and the docs rely on them)."""
+    diags: list[Diagnostic] = []
+    gpu = target.get("gpu", "H100")
+    gpus = _catalog_names("gpus.json", "gpus")
+    if gpus is not None and str(gpu).lower() != "cpu" and str(gpu).lower() not in gpus:
+        names = sorted(set(gpus.values()))
+        diags.append(where.diag(("target", "gpu"), f"unknown GPU {gpu!r}", "bad-value",
+                                expected="cpu or one of " + ", ".join(names),
+                                hint=did_you_mean(str(gpu), names) or "`loftc gpus` lists the catalog"))
+    provider = target.get("provider")
+    providers = _catalog_names("providers.json", "providers") if provider is not None else None
+    if provider is not None and providers is not None and str(provider).lower() not in providers:
+        names = sorted(set(providers.values()))
+        diags.append(where.diag(("target", "provider"), f"unknown provider {provider!r}", "bad-value",
+                                expected="one of " + ", ".join(names), hint=did_you_mean(str(provider), names)))
     return diags
 
 

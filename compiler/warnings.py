@@ -148,14 +148,19 @@ def _model_limits(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], 
 
 def _estimate(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str, str]]:
     est = plan.get("estimate")
-    vram = est.get("vram") if isinstance(est, dict) else None
-    fits = vram.get("fits") if isinstance(vram, dict) else None
-    if isinstance(fits, dict) and fits.get("fits") is False:
-        total = vram.get("total_gib")
-        cap = fits.get("capacity_gib") or fits.get("gpu_gib")
+    if not isinstance(est, dict):
+        return
+    vram = est.get("vram") if isinstance(est.get("vram"), dict) else {}
+    fits = vram.get("fits")
+    gpu = vram.get("gpu")
+    if isinstance(fits, dict) and gpu in fits and fits[gpu] is False:
         yield ("may-not-fit", ("target", "gpu"),
-               f"the estimated peak memory ({total} GiB) exceeds the GPU's memory ({cap} GiB)",
-               "lower micro_batch_size or max_length, enable gradient checkpointing, LoRA/QLoRA, or ZeRO-3")
+               f"the estimated peak memory per GPU ({vram.get('total_gib')} GiB) exceeds the {gpu}'s "
+               f"{vram.get('memory_gib')} GiB",
+               "lower micro_batch_size or max_length, enable gradient checkpointing, use LoRA/QLoRA or ZeRO-3")
+    for w in est.get("warnings") or []:
+        if isinstance(w, dict) and w.get("code") and w.get("message"):
+            yield (str(w["code"]), ("target",), str(w["message"]), "")
 
 
 RULES: list[Rule] = [

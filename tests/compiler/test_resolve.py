@@ -1,0 +1,336 @@
+"""resolve.py + pipeline.plan: defaults, model facts, data hashes, derived numbers, launch, relocatable paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from h1_project import BASE_CONFIG, TINY_MODEL_CONFIG, make_project, with_keys
+
+from loft.compiler import models, pipeline
+from loft.compiler.errors import ConfigError
+from loft.compiler.validate import load_schema
+
+
+def plan_of(cfg: Path, out: Path | None = None) -> pipeline.Resolved:
+    return pipeline.plan(cfg, out_dir=out)
+
+
+def codes(r: pipeline.Resolved) -> set[str]:
+    return {w.code for w in r.warnings}
+
+
+def schema_paths(node: dict[str, Any], prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, sub in node.get("properties", {}).items():
+        p = f"{prefix}.{k}" if prefix else k
+        out.add(p)
+        if sub.get("type") == "object" or sub.get("type") == ["object", "null"]:
+            out |= schema_paths(sub, p)
+    return out
+
+
+def present(config: dict[str, Any], path: str) -> bool:
+    node: Any = config
+    for part in path.split("."):
+        if node is None:  # a nullable section (sweep, wandb) that is off
+            return True
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_every_schema_key_is_in_the_resolved_config(tmp_path: Path) -> None:
+    r = plan_of(make_project(tmp_path))
+    cfg = r.plan["config"]
+    missing = [p for p in schema_paths(load_schema()) if not present(cfg, p)]
+    assert missing == []
+    # defaults come from the schema
+    assert cfg["training"]["learning_rate"] == load_schema()["properties"]["training"]["properties"][
+        "learning_rate"]["default"]
+    ds = cfg["data"]["datasets"][0]
+    assert ds["format"] == "messages" and ds["roles_to_train"] == ["assistant"]
+
+
+def test_plan_matches_plan_schema(tmp_path: Path) -> None:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    r = plan_of(make_project(tmp_path), tmp_path / "run")
+    cs, ps = load_schema("config"), load_schema("plan")
+    reg = Registry().with_resources([(cs["$id"], Resource.from_contents(cs)), (ps["$id"], Resource.from_contents(ps))])
+    errs = [f"{list(e.absolute_path)}: {e.message}" for e in Draft202012Validator(ps, registry=reg).iter_errors(r.plan)]
+    assert errs == []
+
+
+def test_local_model_facts_from_config_json_written_here(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path)
+    moe = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "hidden_size": 64,
+           "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+           "vocab_size": 300, "num_local_experts": 8, "num_experts_per_tok": 2, "max_position_embeddings": 512}
+    (tmp_path / "models" / "tiny" / "config.json").write_text(json.dumps(moe))
+    m = plan_of(cfg).plan["model"]
+    assert m["source"] == "config.json" and m["architecture"] == "MixtralForCausalLM"
+    assert (m["num_experts"], m["num_experts_per_tok"]) == (8, 2)
+    assert m["head_dim"] == 16  # hidden / heads when config.json has none
+    assert m["tie_word_embeddings"] is False and m["id"] is None
+
+
+@pytest.mark.parametrize("name,hub_id", [("llama3.2-1b", "meta-llama/Llama-3.2-1B-Instruct"),
+                                         ("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct")])
+def test_shared_calibration_configs_and_catalog_agree(shared_dir: Path, name: str, hub_id: str) -> None:
+    cfg_json = json.loads((shared_dir / "calibration" / "models" / name / "config.json").read_text())
+    local, problem = models.local_facts(shared_dir / "calibration" / "models" / name)
+    assert problem is None
+    cat = models.lookup(hub_id)
+    assert cat is not None
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "intermediate_size", "vocab_size", "tie_word_embeddings", "model_type"):
+        assert local[key] == cfg_json[key] == cat[key], key
+    assert local["architecture"] == cfg_json["architectures"][0] == cat["architecture"]
+
+
+def test_plan_from_a_shared_local_model_dir(shared_dir: Path, tmp_path: Path) -> None:
+    cfg = make_project(tmp_path)
+    shutil.copy(shared_dir / "calibration" / "models" / "qwen2.5-0.5b" / "config.json",
+                tmp_path / "models" / "tiny" / "config.json")
+    m = plan_of(cfg).plan["model"]
+    assert (m["model_type"], m["hidden_size"], m["num_key_value_heads"], m["vocab_size"]) == ("qwen2", 896, 2, 151936)
+
+
+def test_catalog_entries_are_complete() -> None:
+    cat = models.catalog()
+    assert len(cat) >= 40
+    families = {p.stem for p in (Path(models.__file__).resolve().parent.parent / "chat_templates").glob("*.jinja")}
+    for hub_id, facts in cat.items():
+        assert "/" in hub_id
+        for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                  "intermediate_size", "vocab_size", "max_position_embeddings"):
+            assert isinstance(facts[k], int) and facts[k] > 0, (hub_id, k)
+        assert facts["num_attention_heads"] % facts["num_key_value_heads"] == 0, hub_id
+        assert facts["chat_template_family"] is None or facts["chat_template_family"] in families, hub_id
+    moe = cat["Qwen/Qwen3-30B-A3B"]
+    assert (moe["num_experts"], moe["num_experts_per_tok"]) == (128, 8)
+
+
+def test_hub_model_from_catalog_and_case_insensitive_lookup(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("base: ./models/tiny", "base: meta-llama/llama-3.1-8b-instruct\n  revision: 0e9e39f")
+    r = plan_of(make_project(tmp_path, text))
+    m = r.plan["model"]
+    assert m["source"] == "catalog" and m["hidden_size"] == 4096 and m["num_hidden_layers"] == 32
+    assert m["id"] == "meta-llama/llama-3.1-8b-instruct" and m["path"] is None and m["revision"] == "0e9e39f"
+    assert m["params"] is not None and 7.5e9 < m["params"] < 8.5e9
+    assert "unpinned-revision" not in codes(r)
+
+
+def test_unknown_architecture_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("base: ./models/tiny", "base: someone/brand-new-model")
+    r = plan_of(make_project(tmp_path, text))
+    m = r.plan["model"]
+    assert m["source"] == "unknown" and m["hidden_size"] is None and m["params"] is None
+    assert {"unknown-architecture", "unpinned-revision"} <= codes(r)
+    w = next(w for w in r.warnings if w.code == "unknown-architecture")
+    assert (w.line, w.col, w.key) == (4, 3, "model.base")
+
+
+def test_branch_revision_is_flagged(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("base: ./models/tiny", "base: Qwen/Qwen2.5-0.5B\n  revision: main")
+    w = [w for w in plan_of(make_project(tmp_path, text)).warnings if w.code == "unpinned-revision"]
+    assert len(w) == 1 and w[0].key == "model.revision" and "branch or tag" in w[0].message
+
+
+def test_data_hash_rows_and_bundling(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, rows=12)
+    r = plan_of(cfg, tmp_path / "run")
+    ds = r.plan["data"]["datasets"][0]
+    raw = (tmp_path / "data" / "chat.jsonl").read_bytes()
+    assert ds == {"name": "chat", "source": "local", "path": "data/chat.jsonl", "bundled": True,
+                  "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "rows": 12, "revision": None}
+    assert r.attachments["data/chat.jsonl"] == raw
+    assert r.plan["config"]["data"]["datasets"][0]["path"] == "data/chat.jsonl"
+    # the small local model travels too
+    assert r.plan["model"]["path"] == "model" and "model/config.json" in r.attachments
+    assert r.plan["config"]["model"]["base"] == "model"
+
+
+def test_unbundled_data_keeps_a_bundle_relative_path_and_warns(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n  bundle: never\n")
+    r = plan_of(make_project(tmp_path, text), tmp_path / "out" / "run")
+    ds = r.plan["data"]["datasets"][0]
+    assert ds["bundled"] is False and ds["path"] == "../../data/chat.jsonl"
+    assert not any(k.startswith("data/") for k in r.attachments)
+
+
+def test_directory_dataset_hash_covers_names_and_contents(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("path: data/chat.jsonl", "path: shards/")
+    cfg = make_project(tmp_path, text)
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "shards" / "b.jsonl").write_text("{}\n")
+    h1 = plan_of(cfg).plan["data"]["datasets"][0]["sha256"]
+    (tmp_path / "shards" / "b.jsonl").rename(tmp_path / "shards" / "c.jsonl")
+    h2 = plan_of(cfg).plan["data"]["datasets"][0]["sha256"]
+    (tmp_path / "shards" / "c.jsonl").write_text("{} \n")
+    h3 = plan_of(cfg).plan["data"]["datasets"][0]["sha256"]
+    assert len({h1, h2, h3}) == 3
+    r = plan_of(cfg, tmp_path / "run")
+    assert r.plan["data"]["datasets"][0]["path"] == "data/shards"
+    assert set(r.attachments) >= {"data/shards/a.jsonl", "data/shards/c.jsonl"}
+
+
+def test_dataset_names_are_sanitized_and_unique(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("    - path: data/chat.jsonl\n",
+                               "    - path: data/chat.jsonl\n    - path: other/chat.jsonl\n"
+                               "    - path: 'odd dir/my data!.v2.jsonl'\n    - path: org/hub-set\n      revision: abc1234\n")
+    cfg = make_project(tmp_path, text)
+    for p in ("other/chat.jsonl", "odd dir/my data!.v2.jsonl"):
+        (tmp_path / p).parent.mkdir(exist_ok=True)
+        (tmp_path / p).write_text("{}\n")
+    r = plan_of(cfg, tmp_path / "run")
+    got = [(d["name"], d["path"]) for d in r.plan["data"]["datasets"]]
+    assert got == [("chat", "data/chat.jsonl"), ("chat-2", "data/chat-2.jsonl"),
+                   ("my_data_", "data/my_data_.jsonl"), ("hub-set", "org/hub-set")]
+    assert all(not k.startswith(("/", "..")) and ".." not in k.split("/") for k in r.attachments)
+
+
+def test_missing_data_and_model_are_errors_at_their_keys(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("path: data/chat.jsonl", "path: data/missing.jsonl")
+    text = text.replace("base: ./models/tiny", "base: ./models/nothing")
+    with pytest.raises(ConfigError) as e:
+        plan_of(make_project(tmp_path, text))
+    by_key = {d.key: d for d in e.value.diagnostics}
+    assert by_key["data.datasets[0].path"].code == "missing-file"
+    assert (by_key["data.datasets[0].path"].line, by_key["data.datasets[0].path"].col) == (7, 7)
+    assert by_key["model.base"].code == "missing-file" and by_key["model.base"].line == 4
+
+
+def test_output_dir_cannot_escape(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        plan_of(make_project(tmp_path, BASE_CONFIG + "output_dir: ../elsewhere\n"))
+    assert e.value.diagnostics[0].key == "output_dir" and e.value.diagnostics[0].code == "path-escape"
+
+
+def test_data_config_file_is_recorded(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("  datasets:\n    - path: data/chat.jsonl\n", "  config: data/mix.yaml\n")
+    cfg = make_project(tmp_path, text)
+    (tmp_path / "data" / "mix.yaml").write_text("datasets:\n  - path: data/chat.jsonl\n    weight: 2\n")
+    r = plan_of(cfg, tmp_path / "run")
+    assert r.plan["config"]["data"]["config"] is None
+    assert r.plan["config"]["data"]["datasets"][0]["weight"] == 2
+    src = r.plan["source"]["data_config"]
+    assert src["file"] == "../data/mix.yaml"
+    assert src["sha256"] == hashlib.sha256((tmp_path / "data" / "mix.yaml").read_bytes()).hexdigest()
+
+
+def derived(tmp_path: Path, extra: str, base: str = BASE_CONFIG, rows: int = 100) -> dict[str, Any]:
+    return plan_of(make_project(tmp_path, with_keys(extra, base), rows=rows)).plan["derived"]
+
+
+GPU_BASE = BASE_CONFIG.replace("target:\n  gpu: cpu\n", "").replace("training:\n  precision: fp32\n  optimizer: adamw_torch\n", "")
+
+
+def test_accumulation_from_global_batch(tmp_path: Path) -> None:
+    d = derived(tmp_path, "training: {micro_batch_size: 2, global_batch_size: 64}\n"
+                "target: {kind: multi_gpu, num_gpus: 8}\nsequence: {max_length: 1024}\n", GPU_BASE)
+    assert (d["world_size"], d["gradient_accumulation_steps"], d["global_batch_size"]) == (8, 4, 64)
+    assert d["tokens_per_step"] == 64 * 1024
+
+
+def test_inconsistent_batch_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        derived(tmp_path, "training: {micro_batch_size: 3, global_batch_size: 64}\n"
+                "target: {kind: multi_gpu, num_gpus: 8}\n", GPU_BASE)
+    assert e.value.diagnostics[0].key == "training.global_batch_size"
+    with pytest.raises(ConfigError):
+        derived(tmp_path, "training: {micro_batch_size: 2, gradient_accumulation_steps: 2, global_batch_size: 8}\n",
+                GPU_BASE)
+
+
+def test_steps_without_packing_and_warmup(tmp_path: Path) -> None:
+    base = BASE_CONFIG.replace("  precision: fp32\n", "  precision: fp32\n  micro_batch_size: 4\n"
+                               "  epochs: 2\n  warmup_ratio: 0.1\n")
+    d = derived(tmp_path, "sequence: {packing: false, max_length: 128}\n",
+                base.replace("    - path: data/chat.jsonl\n", "    - path: data/chat.jsonl\n  eval_split: 0.1\n"))
+    # 100 rows, 10 held out → 90 rows × 2 epochs / 4 per step = 45 steps; warmup ceil(4.5) = 5
+    assert (d["rows"], d["total_steps"], d["warmup_steps"]) == (90, 45, 5)
+    assert d["total_tokens"] == 45 * 4 * 128
+
+
+def test_steps_with_packing_are_left_to_prepare(tmp_path: Path) -> None:
+    d = derived(tmp_path, "")
+    assert d["total_steps"] is None and d["warmup_steps"] is None and d["rows"] == 100
+    d = derived(tmp_path, "sequence: {max_length: 256}\n",
+                BASE_CONFIG.replace("  precision: fp32\n", "  precision: fp32\n  max_steps: 30\n  warmup_steps: 3\n"))
+    assert (d["total_steps"], d["warmup_steps"], d["total_tokens"]) == (30, 3, 30 * 256)
+
+
+@pytest.mark.parametrize("extra,launcher,ds,acc", [
+    ("", "python", None, None),
+    ("target: {kind: multi_gpu, num_gpus: 4}\n", "torchrun", None, None),
+    ("deepspeed: {stage: 3}\ntarget: {kind: multi_gpu, num_gpus: 8}\n", "torchrun", "ds_config.json", None),
+    ("fsdp: {enabled: true}\ntarget: {kind: multi_gpu, num_gpus: 8}\n", "accelerate", None, "accelerate.yaml"),
+    ("target: {kind: multi_node, num_gpus: 8, nodes: 2}\n", "torchrun", None, None),
+])
+def test_launcher(tmp_path: Path, extra: str, launcher: str, ds: str | None, acc: str | None) -> None:
+    r = plan_of(make_project(tmp_path, with_keys(extra, GPU_BASE)))
+    launch = r.plan["launch"]
+    assert (launch["launcher"], launch["deepspeed_config"], launch["accelerate_config"]) == (launcher, ds, acc)
+    assert ("deepspeed" in r.plan["versions"]) == (ds is not None)
+
+
+def test_cpu_launch(tmp_path: Path) -> None:
+    p = plan_of(make_project(tmp_path)).plan
+    assert p["launch"] == {"target": "local", "launcher": "python", "nodes": 1, "gpus_per_node": 0,
+                           "deepspeed_config": None, "accelerate_config": None}
+    assert p["derived"]["world_size"] == 1
+    assert p["versions"]["torch"] == "2.13.0" and p["versions"]["python"].startswith(">=")
+
+
+def test_source_records_config_as_given(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path)
+    src = plan_of(cfg, tmp_path / "run").plan["source"]
+    assert src["file"] == "../cfg.yaml" and src["dialect"] == "loft"
+    assert src["sha256"] == hashlib.sha256(cfg.read_bytes()).hexdigest()
+    assert src["config"]["model"] == {"base": "./models/tiny"}
+    assert plan_of(cfg).plan["source"]["file"] == "cfg.yaml"  # no bundle: relative to the config's folder
+
+
+def test_plan_is_identical_from_other_cwd_location_and_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = tmp_path / "a" / "proj"
+    b = tmp_path / "elsewhere" / "deeper" / "proj"
+    make_project(a)
+    shutil.copytree(a, b)
+    monkeypatch.chdir(tmp_path)
+    pa = pipeline.build(a / "cfg.yaml", a / "run")
+    monkeypatch.chdir(b / "data")
+    pb = pipeline.build("../cfg.yaml", "../run")
+    assert pa == pb
+    from loft.compiler.bundle import read_files
+
+    fa, fb = read_files(a / "run"), read_files(b / "run")
+    assert fa == fb and "plan.lock" in fa
+    # and again later, over the existing bundle
+    pipeline.build(a / "cfg.yaml", a / "run")
+    assert read_files(a / "run") == fa
+
+
+def test_axolotl_config_goes_through_the_same_resolve(tmp_path: Path) -> None:
+    pytest.importorskip("loft.compiler.dialects.axolotl")
+    make_project(tmp_path)
+    cfg = tmp_path / "ax.yml"
+    cfg.write_text("base_model: ./models/tiny\nchat_template: llama3\ndatasets:\n  - path: data/chat.jsonl\n"
+                   "    type: chat_template\nmicro_batch_size: 2\nnum_epochs: 1\nlearning_rate: 0.0002\n"
+                   "adapter: lora\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\nsequence_len: 256\n"
+                   "output_dir: ./outputs\n")
+    r = plan_of(cfg, tmp_path / "run")
+    assert r.plan["source"]["dialect"] == "axolotl"
+    assert r.plan["config"]["adapter"]["r"] == 8 and r.plan["data"]["datasets"][0]["rows"] == 10
+
+
+def test_tiny_model_config_fixture_is_sane() -> None:
+    assert TINY_MODEL_CONFIG["hidden_size"] // TINY_MODEL_CONFIG["num_attention_heads"] == TINY_MODEL_CONFIG["head_dim"]
