@@ -212,4 +212,8 @@ def _advice(s: Setup) -> str:
         tips.append("adapter.type: qlora")
     if not _sharded(s):
         tips.append("deepspeed.stage: 3 across several GPUs")
+    else:
+        if not (s.offload_optimizer or s.fsdp_offload):
+            tips.append("deepspeed.offload_optimizer: true")
+        tips.append("more GPUs (sharded states shrink per GPU)")
     return ("; try " + ", ".join(tips)) if tips else ""

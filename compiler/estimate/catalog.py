@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(_catalog_file(name).read_text(encoding="utf-8"))
     return data
