@@ -1,0 +1,262 @@
+"""`loftc check cfg.yaml`: a preflight that runs in seconds, without a GPU and without model weights.
+
+It lists every problem it finds, then exits 1 (0 when all is fine):
+1. the compiler's own verdict: validation errors and warnings (`pipeline.plan`, the same as `loftc build`);
+2. paths: the local model directory and its tokenizer, every local dataset, the template file;
+3. the chat template chosen (library/model/file, tagged or prefix-masked, end-of-turn token);
+4. a tokenization preview of the first sample of every dataset with its loss mask, made by the runtime's
+   own prepare code (`loft.runtime.prepare`: the same normalisation, template rendering, tokenizer and
+   mask as `loft prepare`), so what you see is what will be trained on. The tokenizer is loaded here,
+   lazily: `loftc build` itself never imports a training library;
+5. the VRAM/time/cost estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, Diagnostic
+
+OPEN, CLOSE = "⟦", "⟧"  # around trained tokens in the preview
+
+
+@dataclass
+class Findings:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sections: list[tuple[str, str]] = field(default_factory=list)  # (title, body)
+
+    def section(self, title: str, body: str) -> None:
+        self.sections.append((title, body))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "check", help="preflight a config: validation, paths, template, a tokenized sample per dataset, VRAM",
+        description="Check a config before running it: everything `loftc build` checks, plus that the paths "
+                    "exist, a tokenization preview of one sample per dataset with its loss mask (trained tokens "
+                    f"between {OPEN} and {CLOSE}), and the VRAM estimate. No GPU, no model weights. "
+                    "Exit 0 when all is fine, 1 with every problem listed.")
+    p.add_argument("config", type=Path, help="the loft or Axolotl YAML config")
+    p.add_argument("--dialect", choices=("loft", "axolotl"), default=None, help="override dialect detection")
+    p.add_argument("--no-preview", action="store_true", help="skip the tokenization preview (no tokenizer load)")
+    p.add_argument("--samples", type=int, default=1, help="samples to preview per dataset (default 1)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    found = check(args.config, dialect=args.dialect, preview=not args.no_preview, samples=max(1, args.samples))
+    if args.format == "json":
+        print(json.dumps({"ok": not found.errors, "errors": found.errors, "warnings": found.warnings,
+                          "sections": {t: b for t, b in found.sections}}, indent=2, sort_keys=True,
+                         ensure_ascii=False))
+    else:
+        for title, body in found.sections:
+            print(f"== {title}")
+            print(body.rstrip("\n"))
+            print()
+        for w in found.warnings:
+            print(w, file=sys.stderr)
+        for e in found.errors:
+            print(e, file=sys.stderr)
+        n = len(found.errors)
+        print(f"{args.config}: " + ("ok" if not n else f"{n} problem(s)") +
+              (f", {len(found.warnings)} warning(s)" if found.warnings else ""))
+    return 1 if found.errors else 0
+
+
+def check(path: Path, dialect: str | None = None, preview: bool = True, samples: int = 1) -> Findings:
+    """Everything `loftc check` reports, as data (the CLI prints it; tests assert on it)."""
+    from ..pipeline import plan as make_plan
+
+    found = Findings()
+    try:
+        resolved = make_plan(path, dialect=dialect)
+    except ConfigError as e:
+        found.errors += [d.render() for d in e.diagnostics if d.severity == "error"]
+        found.warnings += [d.render() for d in e.diagnostics if d.severity != "error"]
+        return found  # nothing below can run without a valid plan
+    found.warnings += [d.render() for d in resolved.warnings]
+    the_plan = resolved.plan
+    root = Path(path).resolve().parent
+    _check_paths(the_plan, root, resolved.attachments, found)
+    template_text = resolved.attachments.get("chat_template.jinja", b"").decode("utf-8")
+    found.section("template", _template_summary(the_plan.get("template") or {}))
+    if preview and not any(e.startswith("path:") for e in found.errors):
+        with tempfile.TemporaryDirectory(prefix="loftc-check-") as tmp:
+            pseudo = _pseudo_bundle(the_plan, root, resolved.attachments, Path(tmp))
+            _preview(pseudo, Path(tmp), template_text, samples, found)
+    found.section("estimate", _estimate_text(the_plan.get("estimate")))
+    return found
+
+
+def _attached(rel: str, attachments: dict[str, bytes]) -> bool:
+    return rel in attachments or any(k.startswith(rel.rstrip("/") + "/") for k in attachments)
+
+
+def _check_paths(the_plan: dict[str, Any], root: Path, attachments: dict[str, bytes], found: Findings) -> None:
+    """Local paths must exist: either carried into the bundle (attachments) or on disk next to the config."""
+    model = the_plan.get("model") or {}
+    if model.get("path") and not _attached(model["path"], attachments):
+        mdir = (root / model["path"]).resolve()
+        if not mdir.is_dir():
+            found.errors.append(f"path: model.base: {mdir} does not exist")
+    elif model.get("id"):
+        found.warnings.append(f"note: model {model['id']} is a hub id: the preview needs it in the local "
+                              "Hugging Face cache (HF_HUB_OFFLINE is respected)")
+    for i, ds in enumerate((the_plan.get("data") or {}).get("datasets", [])):
+        if ds.get("source") == "local" and not _attached(ds["path"], attachments):
+            p = (root / ds["path"]).resolve()
+            if not p.exists():
+                found.errors.append(f"path: data.datasets[{i}].path: {p} does not exist")
+
+
+_WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
+
+
+def _pseudo_bundle(the_plan: dict[str, Any], root: Path, attachments: dict[str, bytes], tmp: Path
+                   ) -> dict[str, Any]:
+    """What the bundle would hold, minus model weights, in `tmp`; paths not carried point back to disk."""
+    for rel, data in attachments.items():
+        if rel.endswith(_WEIGHTS):
+            continue
+        dest = tmp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    plan = copy.deepcopy(the_plan)
+
+    def fix(p: Any) -> Any:
+        if not isinstance(p, str) or Path(p).is_absolute() or _attached(p, attachments):
+            return p
+        on_disk = root / p
+        return str(on_disk) if on_disk.exists() else p
+
+    model = plan.get("model") or {}
+    model["path"] = fix(model.get("path"))
+    mcfg = (plan.get("config") or {}).get("model") or {}
+    for key in ("tokenizer", "base"):
+        mcfg[key] = fix(mcfg.get(key))
+    for ds in (plan.get("data") or {}).get("datasets", []):
+        if ds.get("source") == "local":
+            ds["path"] = fix(ds.get("path"))
+    for ds in (plan.get("config") or {}).get("data", {}).get("datasets", []):
+        ds["path"] = fix(ds.get("path"))
+    return plan
+
+
+def _template_summary(t: dict[str, Any]) -> str:
+    if not t:
+        return "no template (the config has errors)"
+    mask = ("generation tags: loss on each assistant message and its end-of-turn token"
+            if t.get("mask") == "generation" else "prefix rendering (template_mask_fallback: true)")
+    return (f"{t.get('name')} ({t.get('source')}), end of turn {t.get('end_of_turn')!r}\n"
+            f"mask: {mask}")
+
+
+def _estimate_text(estimate: Any) -> str:
+    if not estimate:
+        return "no estimate in the plan"
+    try:
+        from ..estimate.report import to_text
+    except ImportError:
+        vram = (estimate or {}).get("vram", {})
+        return f"peak VRAM ≈ {vram.get('total_gib', '?')} GiB"
+    return str(to_text(estimate))
+
+
+def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: int, found: Findings) -> None:
+    """One tokenized sample per dataset, through the runtime's prepare code."""
+    try:
+        from loft.runtime.plan import Bundle
+        from loft.runtime.prepare.errors import BadSample, PrepareError
+        from loft.runtime.prepare.formats import normalize
+        from loft.runtime.prepare.load import load_raw, row_dicts
+        from loft.runtime.prepare.stage import load_tokenizer, sources
+        from loft.runtime.prepare.template import Encoder
+    except ImportError as e:  # a compiler-only install: say so, it is not a config problem
+        found.warnings.append(f"note: tokenization preview skipped ({e}); install loft[runtime] for it")
+        return
+    bundle = Bundle(root=root, plan=the_plan)
+    try:
+        tok = load_tokenizer(bundle)
+    except (PrepareError, OSError, ValueError) as e:
+        found.errors.append(f"tokenizer: {e}")
+        return
+    tpl = the_plan.get("template") or {}
+    eot = tpl.get("end_of_turn")
+    if eot:
+        ids = tok.encode(eot, add_special_tokens=False)
+        if len(ids) != 1:
+            found.errors.append(f"template: the end-of-turn token {eot!r} is not a single token of this tokenizer "
+                                f"(encodes to {len(ids)} tokens): add it as a special token or pick another "
+                                "template")
+    seq = (the_plan.get("config") or {}).get("sequence", {})
+    body: list[str] = []
+    try:
+        srcs = sources(bundle)
+    except PrepareError as e:
+        found.errors.append(f"data: {e}")
+        return
+    for src in srcs:
+        name = src.spec.name
+        try:
+            raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
+        except (PrepareError, OSError, ValueError) as e:
+            found.errors.append(f"data: {name}: {e}")
+            continue
+        encoder = Encoder(tok, template_text, str(tpl.get("mask") or "generation"), eot, src.spec,
+                          train_on_incomplete=bool(seq.get("train_on_incomplete_assistant", False)),
+                          keep_text=True)
+        shown = 0
+        for idx, row in enumerate(row_dicts(raw[: min(len(raw), 50)])):
+            try:
+                example = normalize(row, src.spec)
+                result = encoder.encode([example])[0]
+            except BadSample as b:
+                result = b
+            except Exception as e:  # the template raised on this sample (e.g. roles that do not alternate)
+                result = BadSample("template_error", str(e)[:200])
+            if isinstance(result, BadSample):
+                found.errors.append(f"data: {name}: row {idx}: {result.reason}"
+                                    + (f" ({result.detail})" if getattr(result, "detail", "") else ""))
+                continue
+            body.append(_format_sample(name, idx, result.input_ids, result.labels, tok))
+            shown += 1
+            if shown >= samples:
+                break
+        if shown == 0:
+            found.errors.append(f"data: {name}: no sample could be tokenized (see the problems above)")
+    found.section("tokenization preview", "\n\n".join(body) if body else "(nothing to show)")
+
+
+def _format_sample(name: str, idx: int, ids: list[int], labels: list[int], tok: Any) -> str:
+    """The sample's text with trained tokens between ⟦ ⟧; a head line with the counts."""
+    trained = sum(1 for v in labels if v != -100)
+    out: list[str] = []
+    run: list[int] = []
+    state = False
+    for tid, lab in zip(ids, labels, strict=True):
+        on = lab != -100
+        if on != state and run:
+            text = tok.decode(run, skip_special_tokens=False)
+            out.append(f"{OPEN}{text}{CLOSE}" if state else text)
+            run = []
+        state = on
+        run.append(tid)
+    if run:
+        text = tok.decode(run, skip_special_tokens=False)
+        out.append(f"{OPEN}{text}{CLOSE}" if state else text)
+    head = f"[{name}] row {idx}: {len(ids)} tokens, {trained} trained"
+    return head + "\n" + "".join(out)
+
+
+__all__ = ["Diagnostic", "Findings", "check"]
