@@ -39,8 +39,8 @@ def _table(header: list[str], rows: list[list[str]], md: bool) -> list[str]:
     if md:
         out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         return out + ["| " + " | ".join(r) + " |" for r in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return [fmt.format(*header).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()] + [
         fmt.format(*r).rstrip() for r in rows]
 
@@ -102,8 +102,8 @@ def _lines(est: Mapping[str, Any], md: bool) -> list[str]:
         rows = [[o["provider"], o["gpu"], str(o["num_gpus"]), f"${o['price_per_gpu_hour']:.2f}",
                  "spot" if o["spot"] else "on-demand", "yes" if o["fits"] else "no", _hours(o["hours"]),
                  _usd(o["total_usd"]), o["as_of"]] for o in options[:MAX_OPTIONS]]
-        out += [""] + _table(["provider", "gpu", "gpus", "$/GPU-h", "kind", "fits", "time", "total", "as of"],
-                             rows, md)
+        head = ["provider", "gpu", "gpus", "$/GPU-h", "kind", "fits", "time", "total", "as of"]
+        out += ["", *_table(head, rows, md)]
         if len(options) > MAX_OPTIONS:
             out.append(f"… {len(options) - MAX_OPTIONS} more (loftc estimate --json lists all)")
     notes = list(v.get("assumptions") or [])
