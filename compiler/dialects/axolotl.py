@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -119,9 +118,10 @@ def library_templates() -> dict[str, str]:
     """{name or alias: library name} for loft's chat template library (chat_templates/index.json); the
     contract's names when the index is not installed."""
     try:
-        raw = resources.files("loft.chat_templates").joinpath("index.json").read_text("utf-8")
-        families = json.loads(raw).get("families", {})
-    except (FileNotFoundError, ModuleNotFoundError, OSError, ValueError, AttributeError):
+        from ..templates import families as library_families
+
+        families: Any = library_families()
+    except (OSError, ValueError, KeyError, ImportError):
         families = {}
     out: dict[str, str] = {}
     if isinstance(families, dict) and families:
