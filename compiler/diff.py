@@ -15,7 +15,8 @@ from typing import Any
 GROUPS = ("config", "source", "model", "data", "template", "derived", "launch", "estimate", "versions", "sweep",
           "warnings")
 # `source.config` repeats the config as written; the resolved `config` section already shows its changes.
-_SKIP = {"source.config"}
+# `estimate.cost.options` is the catalog's price list; the cost headline and `cheapest` carry the change.
+_SKIP = {"source.config", "estimate.cost.options"}
 
 
 class _Missing:
@@ -54,16 +55,19 @@ class Headline:
     new: float | None
 
     def text(self) -> str:
+        def mag(v: float) -> str:
+            return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.2g}"
+
         def num(v: float | None) -> str:
             if v is None:
                 return "—"
-            return f"${v:,.2f}" if self.unit == "$" else f"{v:,.2f} {self.unit}"
+            return f"${mag(v)}" if self.unit == "$" else f"{mag(v)} {self.unit}"
 
         out = f"{num(self.old)} → {num(self.new)}"
         if self.old is not None and self.new is not None:
             d = self.new - self.old
             sign = "+" if d >= 0 else "-"
-            delta = f"{sign}${abs(d):,.2f}" if self.unit == "$" else f"{sign}{abs(d):,.2f} {self.unit}"
+            delta = f"{sign}${mag(abs(d))}" if self.unit == "$" else f"{sign}{mag(abs(d))} {self.unit}"
             pct = f", {sign}{abs(d) / self.old * 100:.1f}%" if self.old else ""
             out += f" ({delta}{pct})"
         return out
@@ -146,9 +150,11 @@ def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         by_name = all(isinstance(n, str) for n in names) and len(set(names)) == len(names)
         trials = [x.get("trial") for x in node]
         by_trial = all(isinstance(t, int) for t in trials) and len(set(trials)) == len(trials)
+        if not (by_name or by_trial):
+            yield prefix, node  # no identity to pair items by: compare the list as one value
+            return
         for i, x in enumerate(node):
-            label = names[i] if by_name else trials[i] if by_trial else i
-            yield from _flatten(x, f"{prefix}[{label}]")
+            yield from _flatten(x, f"{prefix}[{names[i] if by_name else trials[i]}]")
     else:
         yield prefix, node
 
