@@ -56,7 +56,8 @@ class Headline:
 
     def text(self) -> str:
         def mag(v: float) -> str:
-            return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.2g}"
+            floor = 0.01 if self.unit == "$" else 1.0
+            return f"{v:,.2f}" if abs(v) >= floor or v == 0 else f"{v:.2g}"
 
         def num(v: float | None) -> str:
             if v is None:

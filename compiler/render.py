@@ -498,7 +498,11 @@ def _estimate_md(estimate: Any) -> str:
 
 def _estimate_rows(est: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """The headline figures of an estimate (VRAM, time, cost), each only when present."""
-    vram, time, cost = (est.get(k) if isinstance(est.get(k), dict) else {} for k in ("vram", "time", "cost"))
+    def section(key: str) -> dict[str, Any]:
+        value = est.get(key)
+        return value if isinstance(value, dict) else {}
+
+    vram, time, cost = section("vram"), section("time"), section("cost")
     if vram.get("total_gib") is not None:
         fits = (vram.get("fits") or {}).get(vram.get("gpu"))
         yield "VRAM per GPU", (f"{_num(vram['total_gib'])} GiB"
