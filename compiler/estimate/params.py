@@ -19,6 +19,10 @@ NON_GATED_MLP = frozenset(
 )
 # Architectures with a bias on q, k, v (Qwen2 family); others default to no attention bias.
 QKV_BIAS = frozenset({"qwen2", "qwen2_moe", "qwen2_vl"})
+# Gemma 2/3 norm both before and after attention and MLP (four RMSNorms per layer instead of two).
+SANDWICH_NORM = frozenset({"gemma2", "gemma3", "gemma3_text"})
+# RMSNorm over each head's queries and keys (one head_dim-sized weight each).
+QK_NORM = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
 # The linear module names PEFT's "all-linear" resolves to in Llama-style decoders.
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Common aliases of other families, mapped onto the Llama-style names above.
@@ -73,6 +77,7 @@ class Arch:
     experts_per_tok: int
     linears: tuple[Linear, ...]
     gated: bool
+    norms_per_layer: int
 
     @property
     def q_dim(self) -> int:
@@ -89,10 +94,6 @@ class Arch:
     @property
     def per_layer(self) -> int:
         return sum(lin.params for lin in self.linears) + self.norms_per_layer
-
-    @property
-    def norms_per_layer(self) -> int:
-        return 2 * self.hidden
 
     @property
     def total(self) -> int:
@@ -170,6 +171,7 @@ def arch_from_facts(facts: Mapping[str, Any]) -> Arch | None:
             Linear("down_proj", intermediate, hidden, bias=True),
         ]
     tied = facts.get("tie_word_embeddings")
+    norms = (4 if model_type in SANDWICH_NORM else 2) * hidden + (2 * head_dim if model_type in QK_NORM else 0)
     return Arch(
         model_type=model_type,
         hidden=hidden,
@@ -184,6 +186,7 @@ def arch_from_facts(facts: Mapping[str, Any]) -> Arch | None:
         experts_per_tok=experts_per_tok,
         linears=tuple(linears),
         gated=gated,
+        norms_per_layer=norms,
     )
 
 

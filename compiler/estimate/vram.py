@@ -317,7 +317,9 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
         "logits": 0.0,
     }
     phases["backward"] = max(bwd_start, bwd_end, key=lambda d: sum(d.values()))
+    moments = [phases["forward"], bwd_start, bwd_end]
     phases["optimizer"] = {**base, "gradients": grads, "optimizer": states + _optimizer_temp_bytes(s, sh)}
+    moments.append(phases["optimizer"])
 
     peak_phase = max(PHASES, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
@@ -325,7 +327,7 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
     comps["allocator_overhead"] = FRAGMENTATION * allocated / GIB
     comps["cuda_context"] = context_gib
     total = sum(comps.values())
-    maxima = {k: max(phases[p].get(k, 0.0) for p in PHASES) / GIB for k in COMPONENTS}
+    maxima = {k: max(m.get(k, 0.0) for m in moments) / GIB for k in COMPONENTS}
     maxima["allocator_overhead"] = comps["allocator_overhead"]
     maxima["cuda_context"] = context_gib
     offload_cpu = 0.0
