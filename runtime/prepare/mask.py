@@ -39,11 +39,11 @@ def runs_of(mask: Sequence[int]) -> list[tuple[int, int]]:
 def turns_from_runs(ids: Sequence[int], runs: list[tuple[int, int]], eot_ids: frozenset[int]
                     ) -> list[tuple[int, int, int | None]]:
     """Each run → (content_start, content_end, eot_index or None), with the run clipped at its end-of-turn token."""
-    eots = [i for i, t in enumerate(ids) if t in eot_ids]
     turns: list[tuple[int, int, int | None]] = []
+    n_ids = len(ids)
     for n, (start, end) in enumerate(runs):
-        nxt = runs[n + 1][0] if n + 1 < len(runs) else len(ids)
-        eot = next((i for i in eots if i >= start), None)
+        nxt = runs[n + 1][0] if n + 1 < len(runs) else n_ids
+        eot = next((i for i in range(start, n_ids) if ids[i] in eot_ids), None)
         if eot is not None and eot < end:  # spill guard: the run ends on its end-of-turn token
             turns.append((start, eot, eot))
         elif eot is not None and eot < nxt:  # end-of-turn rendered just outside the tag
@@ -63,8 +63,7 @@ def labels_for(ids: Sequence[int], turns: list[tuple[int, int, int | None]], eot
         last = n == len(turns) - 1
         if last and not complete and not train_on_incomplete:
             continue
-        for i in range(start, end):
-            labels[i] = ids[i]
+        labels[start:end] = ids[start:end]
         eos_wanted = train_on_eos == "turn" or (train_on_eos == "last" and last)
         if eot is not None and eos_wanted and not (last and not complete):
             labels[eot] = ids[eot]

@@ -41,6 +41,19 @@ def eot_token_ids(tokenizer: Any, end_of_turn: str | None) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _span_to_tokens(enc: Any, start: int, end: int) -> tuple[int, int] | None:
+    """Char span [start, end) → token run [first, last + 1) of the tokens it overlaps.
+
+    A boundary char that no token covers (whitespace that the tokenizer's offsets leave out) makes
+    `char_to_token` return None; older transformers then ran the mask to the end of the sequence.
+    Here the search moves inward to the nearest covered char instead."""
+    first = next((t for c in range(start, end) if (t := enc.char_to_token(c)) is not None), None)
+    if first is None:
+        return None
+    last = next((t for c in range(end - 1, start - 1, -1) if (t := enc.char_to_token(c)) is not None), first)
+    return (first, last + 1)
+
+
 class Encoder:
     """Picklable callable state for `Dataset.map` workers: tokenizer, template and mask settings."""
 
@@ -52,6 +65,8 @@ class Encoder:
         self.eot_ids = eot_token_ids(tokenizer, end_of_turn)
         self.train_on_incomplete = train_on_incomplete
         self.keep_text = keep_text
+        self._checked = False
+        self.fast = True  # False when the fast path disagrees with apply_chat_template for this tokenizer
         self.mask_mode = "generation" if mask_mode == "generation" and tuple(spec.roles_to_train) == ("assistant",) \
             else "prefix"
 
@@ -82,23 +97,74 @@ class Encoder:
         return ok, bad
 
     def _encode_generation(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
+        """Render with generation tracking, batch-encode with the Rust tokenizer, map the char spans to tokens.
+
+        This is what `apply_chat_template(batch, tokenize=True, return_dict=True,
+        return_assistant_tokens_mask=True)` does, without its per-token Python loop over offsets and its
+        BatchEncoding conversion; `_check_equivalence` compares both on the first batch of every dataset."""
         convs = [e.messages for e in examples]
         try:
-            out = self.tokenizer.apply_chat_template(
-                convs, chat_template=self.template, tokenize=True, return_dict=True,
-                return_assistant_tokens_mask=True)
+            texts, spans = self._render_tracked(convs)
         except Exception:  # one bad chat fails the whole batch: find it, encode the rest
             ok, bad = self._render_ok(examples)
             good = self._encode_generation([examples[i] for i in ok]) if ok else []
-            merged: list[Encoded | BadSample] = [bad[i] if i in bad else BadSample("bad_type") for i in range(len(examples))]
+            merged: list[Encoded | BadSample] = [bad.get(i, BadSample("bad_type")) for i in range(len(examples))]
             for i, r in zip(ok, good, strict=True):
                 merged[i] = r
             return merged
-        texts = self._texts(convs) if self.keep_text else [""] * len(convs)
+        encodings = self._backend_encode(texts)
+        if not self._checked:
+            self._check_equivalence(convs[:8], encodings[:8])
+        if not self.fast:
+            return self._encode_reference(examples)
         results: list[Encoded | BadSample] = []
-        for ids, amask, e, text in zip(out["input_ids"], out["assistant_masks"], examples, texts, strict=True):
+        for enc, char_spans, e, text in zip(encodings, spans, examples, texts, strict=True):
+            ids = enc.ids
+            runs = [r for r in (_span_to_tokens(enc, s, t) for s, t in char_spans) if r is not None]
+            turns = turns_from_runs(ids, runs, self.eot_ids)
+            results.append(self._finish(ids, turns, e.complete, text if self.keep_text else ""))
+        return results
+
+    def _render_tracked(self, convs: Sequence[Any]) -> tuple[list[str], list[list[tuple[int, int]]]]:
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        rendered: Any = render_jinja_template(conversations=list(convs), chat_template=self.template,
+                                              return_assistant_tokens_mask=True,
+                                              **self.tokenizer.special_tokens_map)
+        return list(rendered[0]), list(rendered[1])
+
+    def _backend_encode(self, texts: list[str]) -> list[Any]:
+        backend = self.tokenizer.backend_tokenizer
+        if backend.encode_special_tokens != bool(getattr(self.tokenizer, "split_special_tokens", False)):
+            backend.encode_special_tokens = bool(getattr(self.tokenizer, "split_special_tokens", False))
+        return list(backend.encode_batch(texts, add_special_tokens=False))
+
+    def _check_equivalence(self, convs: Sequence[Any], encodings: list[Any]) -> None:
+        """The fast path must give apply_chat_template's ids and mask; if not, use apply_chat_template."""
+        self._checked = True
+        if not convs:
+            return
+        ref = self.tokenizer.apply_chat_template(list(convs), chat_template=self.template, tokenize=True,
+                                                 return_dict=True, return_assistant_tokens_mask=True)
+        _, spans = self._render_tracked(convs)
+        for n, enc in enumerate(encodings):
+            mask = [0] * len(enc.ids)
+            for s, e in spans[n]:
+                r = _span_to_tokens(enc, s, e)
+                if r is not None:
+                    mask[r[0]:r[1]] = [1] * (r[1] - r[0])
+            if list(ref["input_ids"][n]) != list(enc.ids) or list(ref["assistant_masks"][n]) != mask:
+                self.fast = False
+
+    def _encode_reference(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
+        """The plain transformers path: batched apply_chat_template with return_assistant_tokens_mask."""
+        out = self.tokenizer.apply_chat_template([e.messages for e in examples], chat_template=self.template,
+                                                 tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        results: list[Encoded | BadSample] = []
+        for ids, amask, e in zip(out["input_ids"], out["assistant_masks"], examples, strict=True):
             turns = turns_from_runs(ids, runs_of(amask), self.eot_ids)
-            results.append(self._finish(ids, turns, e.complete, text))
+            text = self._texts([e.messages])[0] if self.keep_text else ""
+            results.append(self._finish(list(ids), turns, e.complete, text))
         return results
 
     def _texts(self, convs: Sequence[Any]) -> list[str]:
@@ -157,9 +223,9 @@ class Encoder:
     def _finish(self, ids: list[int], turns: list[tuple[int, int, int | None]], complete: bool, text: str
                 ) -> Encoded | BadSample:
         labels = labels_for(ids, turns, self.eot_ids, self.spec.train_on_eos, complete, self.train_on_incomplete)
-        if all(v == IGNORE for v in labels):
+        if labels.count(IGNORE) == len(labels):
             return BadSample("no_trainable_tokens", "the loss mask is empty")
-        return Encoded(list(ids), labels, complete, text)
+        return Encoded(ids, labels, complete, text)
 
     # -- template-free segments -----------------------------------------------------------------
     def _encode_segments(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
