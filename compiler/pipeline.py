@@ -55,12 +55,9 @@ def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | Non
     doc, config, name, warnings = load(path, dialect)
     the_plan, attachments, resolve_warnings = resolve(doc, config, dialect=name, out_dir=out_dir)
     if estimate:
-        try:
-            from .estimate import estimate_plan
-        except ImportError:  # TODO(H1): remove once H5's estimate/__init__.py lands
-            estimate_plan = None
-        if estimate_plan is not None:
-            the_plan["estimate"] = estimate_plan(the_plan)
+        from .estimate import estimate_plan
+
+        the_plan["estimate"] = estimate_plan(the_plan)
     diags = _dedupe([*warnings, *resolve_warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)])
     the_plan["warnings"] = [{"code": d.code, "key": d.key, "message": d.message} for d in diags]
     return Resolved(plan=the_plan, attachments=attachments, warnings=diags)

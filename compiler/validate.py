@@ -26,7 +26,8 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 def load_schema(name: str = "config") -> dict[str, Any]:
     """schemas/<name>.schema.json (sibling folder both in a checkout and in an installed wheel)."""
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
-        return json.load(f)  # type: ignore[no-any-return]
+        out: dict[str, Any] = json.load(f)
+    return out
 
 
 def subschema(path: list[str] | tuple[str, ...], schema: dict[str, Any] | None = None) -> dict[str, Any] | None:

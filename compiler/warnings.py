@@ -150,7 +150,7 @@ def _estimate(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str,
     est = plan.get("estimate")
     if not isinstance(est, dict):
         return
-    vram = est.get("vram") if isinstance(est.get("vram"), dict) else {}
+    vram: dict[str, Any] = est["vram"] if isinstance(est.get("vram"), dict) else {}
     fits = vram.get("fits")
     gpu = vram.get("gpu")
     if isinstance(fits, dict) and gpu in fits and fits[gpu] is False:

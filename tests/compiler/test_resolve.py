@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from h1_project import BASE_CONFIG, TINY_MODEL_CONFIG, make_project, with_keys
-
 from loft.compiler import models, pipeline
 from loft.compiler.errors import ConfigError
 from loft.compiler.validate import load_schema

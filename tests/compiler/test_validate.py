@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from loft.compiler.errors import ConfigError, Diagnostic
 from loft.compiler.parse import parse, parse_text
 from loft.compiler.validate import validate
