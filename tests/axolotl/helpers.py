@@ -6,7 +6,6 @@ import textwrap
 from typing import Any
 
 import pytest
-
 from loft.compiler.dialects.axolotl import translate
 from loft.compiler.errors import ConfigError, Diagnostic
 from loft.compiler.parse import parse_text

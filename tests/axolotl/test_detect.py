@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from loft.compiler.dialects import detect
 from loft.compiler.errors import ConfigError
 from loft.compiler.parse import parse, parse_text

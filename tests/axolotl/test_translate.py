@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from loft.compiler.dialects.axolotl import translate
 from loft.compiler.errors import ConfigError
 from loft.compiler.parse import parse, parse_text
 from loft.compiler.validate import validate
+
 from tests.axolotl.helpers import BASE, codes, errors_of, keys, tr
 
 
@@ -286,7 +286,7 @@ def test_every_unsupported_key_is_reported_at_once_with_its_line() -> None:
 
 
 def test_off_values_of_unsupported_keys_are_fine_and_no_effect_keys_warn() -> None:
-    cfg, warns = tr("lora_model_dir:\nneftune_noise_alpha:\nrl:\ndataset_prepared_path: last_run_prepared\n"
+    _, warns = tr("lora_model_dir:\nneftune_noise_alpha:\nrl:\ndataset_prepared_path: last_run_prepared\n"
                     "torch_compile: true\n")
     assert sorted(w.key for w in warns) == ["dataset_prepared_path", "torch_compile"]
     assert all(w.severity == "warning" for w in warns)
