@@ -1,0 +1,26 @@
+"""The estimator against measured H100 peaks (../shared/calibration): issue 6's accuracy thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.estimator_accuracy import MEDIAN_LIMIT_PCT, OOM_LIMIT_GIB, WORST_LIMIT_PCT, compare
+
+
+def test_calibration_accuracy(shared_dir: Path) -> None:
+    result = compare(shared_dir / "calibration")
+    s = result["summary"]
+    assert s["ok_cases"] >= 40
+    assert s["median_abs_error_pct"] <= MEDIAN_LIMIT_PCT == 5.0
+    assert s["worst_abs_error_pct"] <= WORST_LIMIT_PCT == 10.0
+    for row in result["rows"]:
+        if row["status"] != "ok":
+            assert row["predicted_gib"] > OOM_LIMIT_GIB, row
+
+
+def test_allocated_peak_tracks_torch_within_three_percent(shared_dir: Path) -> None:
+    """Before the allocator's overhead, the tensor model itself matches max_memory_allocated closely."""
+    for row in compare(shared_dir / "calibration")["rows"]:
+        if row["status"] == "ok":
+            err = abs(row["predicted_allocated_gib"] / row["measured_allocated_gib"] - 1)
+            assert err < 0.03, row
