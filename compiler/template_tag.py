@@ -276,6 +276,8 @@ def tag_template(text: str, *, end_of_turn: str | None = None,
                          "(pass --end-of-turn if it is not special-token-shaped)")
     targets: list[tuple[_Expr, bool]] = []
     for e in find_expressions(text):
+        if _STRING.match(e.inner.strip()) or e.inner.strip() in ("bos_token", "eos_token"):
+            continue  # a constant never prints a message's text
         roles = _emitted_roles(_instrument(text, e), sp)
         if "assistant" in roles:
             targets.append((e, bool(roles - {"assistant"})))

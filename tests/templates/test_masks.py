@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from loft.compiler.templates import families, library_text
 
 transformers = pytest.importorskip("transformers")

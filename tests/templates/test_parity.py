@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from loft.compiler.template_env import render, strip_generation_tags
 from loft.compiler.templates import families, library_text
 
