@@ -130,7 +130,7 @@ def estimate_plan(plan: Mapping[str, Any], gpu: str | None = None, num_gpus: int
         warnings.append({"code": "no-gpu-fits", "message": "no GPU in the catalog fits this configuration" + _advice(setup)})
 
     for o in options:
-        o["hours"] = _r(o["hours"])
+        o["hours"] = _sig(o["hours"])
         o["total_usd"] = _r(o["total_usd"], 2)
     return {
         "vram": {
@@ -154,7 +154,7 @@ def estimate_plan(plan: Mapping[str, Any], gpu: str | None = None, num_gpus: int
             "assumptions": assumptions,
         },
         "time": {
-            "hours": _r(t["hours"]),
+            "hours": _sig(t["hours"]),
             "tokens": t["tokens"],
             "flops": _sig(t["flops"]),
             "flops_per_token": _sig(t["flops_per_token"]),

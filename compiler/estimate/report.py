@@ -32,6 +32,8 @@ def _hours(x: Any) -> str:
     if x is None:
         return "unknown"
     x = float(x)
+    if x < 1 / 60:
+        return f"{x * 3600:.0f} s"
     return f"{x * 60:.1f} min" if x < 1 else f"{x:.2f} h"
 
 
