@@ -147,20 +147,14 @@ def _model_limits(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], 
 
 
 def _estimate(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str, str]]:
+    """The estimator's own warnings (does-not-fit, unknown-gpu, ...), located at the target section."""
     est = plan.get("estimate")
     if not isinstance(est, dict):
         return
-    vram: dict[str, Any] = est["vram"] if isinstance(est.get("vram"), dict) else {}
-    fits = vram.get("fits")
-    gpu = vram.get("gpu")
-    if isinstance(fits, dict) and gpu in fits and fits[gpu] is False:
-        yield ("may-not-fit", ("target", "gpu"),
-               f"the estimated peak memory per GPU ({vram.get('total_gib')} GiB) exceeds the {gpu}'s "
-               f"{vram.get('memory_gib')} GiB",
-               "lower micro_batch_size or max_length, enable gradient checkpointing, use LoRA/QLoRA or ZeRO-3")
     for w in est.get("warnings") or []:
         if isinstance(w, dict) and w.get("code") and w.get("message"):
-            yield (str(w["code"]), ("target",), str(w["message"]), "")
+            key = ("target", "gpu") if w["code"] in ("does-not-fit", "no-gpu-fits", "unknown-gpu") else ("target",)
+            yield (str(w["code"]), key, str(w["message"]), "")
 
 
 RULES: list[Rule] = [

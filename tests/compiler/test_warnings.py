@@ -80,5 +80,6 @@ def test_warnings_are_recorded_in_the_plan(tmp_path: Path) -> None:
 def test_vram_that_does_not_fit_is_a_warning(tmp_path: Path) -> None:
     text = GPU_BASE.replace("  base: ./models/tiny\n", "  base: meta-llama/Llama-3.1-70B\n  revision: abcdef0\n")
     text += "adapter:\n  type: none\ntraining:\n  learning_rate: 1.0e-5\n  micro_batch_size: 8\ntarget:\n  gpu: L4\n"
-    got = [w for w in warnings_of(tmp_path, text) if w.code == "may-not-fit"]
+    got = [w for w in warnings_of(tmp_path, text) if w.code == "does-not-fit"]
     assert len(got) == 1 and got[0].key == "target.gpu" and "L4" in got[0].message
+    assert got[0].line == text.splitlines().index("  gpu: L4") + 1
