@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from loft.compiler.errors import ConfigError, Diagnostic
 from loft.compiler.parse import parse, parse_text
 from loft.compiler.validate import validate
@@ -194,3 +196,27 @@ def test_missing_or_broken_data_config_file(tmp_path: Path) -> None:
         validate(doc.data, doc=doc)
     d = e.value.diagnostics[0]
     assert d.code == "yaml" and d.file.endswith("nope.yaml")
+
+
+# --- robustness: no input makes validate crash -----------------------------------------------------------
+
+SECTIONS = ["model", "data", "training", "adapter", "sequence", "target", "sweep", "deepspeed", "fsdp", "eval",
+            "tracking", "export", "lerning_rate", "name", "output_dir", "template"]
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False),
+                   st.text(max_size=12), st.sampled_from(["auto", "lora", "cpu", "H100", "all-linear", "a/b"]))
+VALUES = st.recursive(LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.sampled_from(["base", "datasets", "path", "stage", "kind", "params", "r", "type",
+                                     "max_length", "gpu", "nodes", "name", "enabled", "wandb", "x"]), inner, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(SECTIONS), VALUES, max_size=6))
+def test_validate_never_crashes(config: dict[str, object]) -> None:
+    try:
+        out = validate({"loft": 1, **config})
+    except ConfigError as e:
+        assert e.diagnostics and all(d.message for d in e.diagnostics)
+    else:
+        assert isinstance(out, dict)
