@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import tempfile
@@ -84,6 +85,8 @@ def check(path: Path, dialect: str | None = None, preview: bool = True, samples:
     except ConfigError as e:
         found.errors += [d.render() for d in e.diagnostics if d.severity == "error"]
         found.warnings += [d.render() for d in e.diagnostics if d.severity != "error"]
+        if not any(d.key == "template" for d in e.diagnostics):
+            found.errors += _template_problems(path, dialect)
         return found  # nothing below can run without a valid plan
     found.warnings += [d.render() for d in resolved.warnings]
     the_plan = resolved.plan
@@ -97,6 +100,28 @@ def check(path: Path, dialect: str | None = None, preview: bool = True, samples:
             _preview(pseudo, Path(tmp), template_text, samples, found)
     found.section("estimate", _estimate_text(the_plan.get("estimate")))
     return found
+
+
+def _template_problems(path: Path, dialect: str | None) -> list[str]:
+    """The compiler stops before choosing the template when the model or data have errors; a named template
+    or template file can still be checked on its own, so that one run lists every problem."""
+    from ..pipeline import load
+    from ..templates import select_template
+
+    try:
+        doc, config, name, _ = load(path, dialect)
+    except ConfigError:
+        return []  # schema errors: already listed
+    spec = str(config.get("template") or "auto")
+    if spec == "auto":
+        return []  # needs the model, which has errors
+    try:
+        select_template(spec, model={}, model_dir=None, config_dir=Path(path).resolve().parent,
+                        allow_fallback=bool(config.get("template_mask_fallback")))
+    except ConfigError as e:
+        line, col = doc.pos(("template",)) if name == "loft" else (0, 0)
+        return [dataclasses.replace(d, file=str(path), line=line, col=col).render() for d in e.diagnostics]
+    return []
 
 
 def _attached(rel: str, attachments: dict[str, bytes]) -> bool:
