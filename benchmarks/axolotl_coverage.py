@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "axolotl" / "examples"
 START, END = "<!-- coverage:start -->", "<!-- coverage:end -->"
+KEYS_START, KEYS_END = "<!-- keys:start -->", "<!-- keys:end -->"
 
 
 @dataclass
@@ -117,6 +118,27 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def keys_table() -> str:
+    """Every top-level Axolotl key loft knows and what it does with it (docs/axolotl.md's last table)."""
+    from loft.compiler.dialects import axolotl_keys as K
+
+    label = {"translated": "translated", "no-effect": "warning (no effect)", "unsupported": "error"}
+    lines = [KEYS_START, "", "| key | loft | what loft does |", "|---|---|---|"]
+    for key, kind, why in K.table():
+        lines.append(f"| `{key}` | {label[kind]} | {why.replace('|', '/')} |")
+    lines += ["", "Generated from `compiler/dialects/axolotl_keys.py` by `benchmarks/axolotl_coverage.py`.",
+              KEYS_END]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, start: str, end: str, block: str) -> str:
+    if start not in text or end not in text:
+        raise SystemExit(f"no {start} ... {end} block to replace")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + block + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("corpus", nargs="?", default=str(DEFAULT_CORPUS))
@@ -129,13 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     block = table(run(corpus))
     if args.write:
         doc = Path(args.write)
-        text = doc.read_text("utf-8")
-        if START not in text or END not in text:
-            print(f"{doc} has no {START} ... {END} block", file=sys.stderr)
-            return 2
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
-        doc.write_text(head + block + tail, "utf-8")
+        text = replace_block(doc.read_text("utf-8"), START, END, block)
+        doc.write_text(replace_block(text, KEYS_START, KEYS_END, keys_table()), "utf-8")
     else:
         print(block)
     return 0

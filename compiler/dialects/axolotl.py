@@ -744,8 +744,14 @@ class _Translation:
             self.err(["batch_size"], "set only one of gradient_accumulation_steps and batch_size (Axolotl "
                      "rejects both too)", code="contradiction")
         elif bs is not None:
-            self.put("training.global_batch_size", bs, "batch_size")
-            self.put("training.gradient_accumulation_steps", "auto", "batch_size")
+            # Axolotl: gradient_accumulation_steps = batch_size // micro_batch_size, per device (its trainer
+            # then multiplies batch_size by the world size), so batch_size is NOT divided by the GPU count.
+            accum = max(1, bs // mbs)
+            if bs % mbs:
+                self.warn(["batch_size"], f"batch_size {bs} is not a multiple of micro_batch_size {mbs}: Axolotl "
+                          f"and loft accumulate {accum} micro-batches ({accum * mbs} samples per device)",
+                          code="axolotl-differs")
+            self.put("training.gradient_accumulation_steps", accum, "batch_size", "micro_batch_size")
         else:
             self.put("training.gradient_accumulation_steps", gas if gas is not None else 1,
                      *(["gradient_accumulation_steps"] if gas is not None else []))

@@ -67,7 +67,7 @@ _T: dict[str, str] = {
     # training
     "micro_batch_size": "training.micro_batch_size",
     "gradient_accumulation_steps": "training.gradient_accumulation_steps",
-    "batch_size": "training.global_batch_size",
+    "batch_size": "training.gradient_accumulation_steps = batch_size // micro_batch_size (per device)",
     "num_epochs": "training.epochs",
     "max_steps": "training.max_steps",
     "warmup_steps": "training.warmup_steps",

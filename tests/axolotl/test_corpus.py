@@ -114,4 +114,5 @@ def test_docs_coverage_table_is_current(shared_dir: Path) -> None:
     cov = coverage_module()
     block = cov.table(cov.run(shared_dir / "corpus/axolotl/examples"))
     doc = (ROOT / "docs/axolotl.md").read_text(encoding="utf-8")
+    assert cov.keys_table() in doc, "docs/axolotl.md's key table is stale"
     assert block in doc, "docs/axolotl.md is stale: run .venv/bin/python benchmarks/axolotl_coverage.py --write docs/axolotl.md"

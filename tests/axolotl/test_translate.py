@@ -27,10 +27,13 @@ def test_minimal_config_translates_to_a_valid_loft_config() -> None:
     assert cfg["name"] == "axo"
 
 
-def test_batch_size_is_global_and_accumulation_is_derived() -> None:
-    cfg, _ = tr("batch_size: 32\n", base=BASE.replace("gradient_accumulation_steps: 4\n", ""))
-    assert cfg["training"]["global_batch_size"] == 32
-    assert cfg["training"]["gradient_accumulation_steps"] == "auto"
+def test_batch_size_derives_accumulation_per_device_like_axolotl() -> None:
+    """Axolotl: gradient_accumulation_steps = batch_size // micro_batch_size (per device)."""
+    cfg, warns = tr("batch_size: 32\n", base=BASE.replace("gradient_accumulation_steps: 4\n", ""))
+    assert cfg["training"]["gradient_accumulation_steps"] == 16  # micro_batch_size 2
+    assert "global_batch_size" not in cfg["training"] and not warns
+    cfg, warns = tr("batch_size: 5\n", base=BASE.replace("gradient_accumulation_steps: 4\n", ""))
+    assert cfg["training"]["gradient_accumulation_steps"] == 2 and warns[0].key == "batch_size"
 
 
 def test_batch_size_and_accumulation_together_is_an_error() -> None:
