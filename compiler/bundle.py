@@ -92,8 +92,8 @@ def write_bundle(out_dir: Path, files: dict[str, bytes], force: bool) -> None:
         for rel, data in files.items():
             _write_file(tmp / rel, data, file_mode(rel))
         _write_file(tmp / MANIFEST, manifest_text(files).encode(), 0o644)
-        for d in sorted({(tmp / rel).parent for rel in files} | {tmp}, key=lambda p: -len(p.parts)):
-            _fsync_dir(d)
+        dirs = sorted({(tmp / rel).parent for rel in files} | {tmp}, key=lambda p: -len(p.parts))
+        _fsync_all([tmp / rel for rel in files] + [tmp / MANIFEST], dirs)
         os.chmod(tmp, 0o755)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,10 +158,27 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.chmod(path, mode)  # not subject to the umask
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_all(paths: list[Path], dirs: list[Path]) -> None:
+    """Flush every file, then the directories, before the rename makes them visible. Concurrent fsyncs
+    share journal commits: one by one they cost ~6 ms each on a busy disk, together about one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(32, len(paths) + len(dirs))) as pool:
+        list(pool.map(_fsync_path, paths))
+        list(pool.map(_fsync_dir, dirs))
 
 
 def _fsync_dir(path: Path) -> None:

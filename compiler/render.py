@@ -164,9 +164,28 @@ def _mdcell(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
+_ENV_OPTIONS_ID = "trim-lstrip-keepnl-1"  # change when _environment's options change
+
+
+def _bytecode_cache(kind: str) -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs (like .pyc files): compiling them is most of a cold render.
+    Keyed by template source checksum, so an edited template is recompiled; output is unaffected."""
+    if os.environ.get("LOFT_NO_CACHE"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    # generated code depends on the environment's options (finalize, whitespace control): one cache each
+    path = os.path.join(base, "loft", f"jinja-{jinja2.__version__}-{kind}-{_ENV_OPTIONS_ID}")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(path) if os.access(path, os.W_OK) else None
+
+
 def _environment(shell: bool) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=_PackageLoader(),
+        bytecode_cache=_bytecode_cache("shell" if shell else "text"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
