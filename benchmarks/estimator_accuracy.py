@@ -83,7 +83,10 @@ def compare(calibration: Path) -> dict[str, Any]:
             "model": case["model"], "mode": case["mode"], "grad_ckpt": case["grad_ckpt"], "batch": case["batch"],
             "seq": case["seq"], "status": case["status"], "predicted_gib": vram["total_gib"],
             "predicted_allocated_gib": vram.get("allocated_gib"), "phase": vram.get("peak_phase"),
+            "predicted_tokens_per_s": est["time"]["tokens_per_s"], "measured_tokens_per_s": case.get("tokens_per_s"),
         }
+        if case.get("tokens_per_s"):
+            row["speed_error_pct"] = round(100.0 * (est["time"]["tokens_per_s"] / case["tokens_per_s"] - 1), 1)
         if case["status"] == "ok":
             measured = case["peak_reserved_gib"] + context
             row.update(measured_gib=round(measured, 4), measured_allocated_gib=case["peak_allocated_gib"],
@@ -99,6 +102,12 @@ def compare(calibration: Path) -> dict[str, Any]:
         "worst_abs_error_pct": round(max(errors), 2) if errors else None,
         "oom_predicted_not_to_fit": sum(1 for r in oom if not r["predicted_fits_80gb"]),
     }
+    # Throughput: 3-step timings; steps of 2048 tokens are launch-bound on an H100, so the time model is
+    # judged on the 8192-token steps (reported, not a pass criterion).
+    big = [abs(r["speed_error_pct"]) for r in rows if r.get("speed_error_pct") is not None
+           and r["batch"] * r["seq"] >= 8192]
+    summary["speed_median_abs_error_pct_8k_tokens"] = round(statistics.median(big), 1) if big else None
+    summary["speed_worst_abs_error_pct_8k_tokens"] = round(max(big), 1) if big else None
     summary["passes"] = bool(
         errors and summary["median_abs_error_pct"] <= MEDIAN_LIMIT_PCT
         and summary["worst_abs_error_pct"] <= WORST_LIMIT_PCT
@@ -108,19 +117,23 @@ def compare(calibration: Path) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
-    head = "| model | mode | ckpt | batch×seq | status | measured GiB | predicted GiB | error % | peak phase |"
-    lines = [head, "|---|---|---|---|---|---:|---:|---:|---|"]
+    head = ("| model | mode | ckpt | batch×seq | status | measured GiB | predicted GiB | error % | peak phase "
+            "| tokens/s measured | predicted |")
+    lines = [head, "|---|---|---|---|---|---:|---:|---:|---|---:|---:|"]
     for r in result["rows"]:
         measured = "OOM" if r["measured_gib"] is None else f"{r['measured_gib']:.2f}"
         err = "fits 80GB!" if r["error_pct"] is None and r.get("predicted_fits_80gb") else (
             "no-fit ✓" if r["error_pct"] is None else f"{r['error_pct']:+.1f}")
         lines.append(f"| {r['model']} | {r['mode']} | {'on' if r['grad_ckpt'] else 'off'} | {r['batch']}×{r['seq']} "
-                     f"| {r['status']} | {measured} | {r['predicted_gib']:.2f} | {err} | {r['phase']} |")
+                     f"| {r['status']} | {measured} | {r['predicted_gib']:.2f} | {err} | {r['phase']} "
+                     f"| {r['measured_tokens_per_s'] or '—'} | {r['predicted_tokens_per_s'] or '—'} |")
     s = result["summary"]
     lines += ["", f"{s['ok_cases']} ok cases: median |error| {s['median_abs_error_pct']}%, worst "
               f"{s['worst_abs_error_pct']}% (limits {MEDIAN_LIMIT_PCT}% / {WORST_LIMIT_PCT}%); "
               f"{s['oom_predicted_not_to_fit']}/{s['oom_cases']} OOM cases predicted not to fit 80 GB; "
-              f"{'PASS' if s['passes'] else 'FAIL'}"]
+              f"{'PASS' if s['passes'] else 'FAIL'}",
+              f"throughput (steps of ≥ 8192 tokens): median |error| {s['speed_median_abs_error_pct_8k_tokens']}%, "
+              f"worst {s['speed_worst_abs_error_pct_8k_tokens']}%"]
     return "\n".join(lines)
 
 

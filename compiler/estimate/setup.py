@@ -15,6 +15,13 @@ from .params import Arch, arch_from_facts, count_lora_params
 # sequence.max_length: auto is decided at prepare time from the data; size for the schema default.
 AUTO_MAX_LENGTH = 2048
 DTYPE_BYTES = {"bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "fp32": 4, "float32": 4, "4bit": 2, "8bit": 2}
+# Decoder families whose layers are Llama-shaped (RMSNorm/LayerNorm, attention, gated or plain MLP): the
+# per-layer activation terms were derived for these. Others get the same formulas with a stated caveat.
+LLAMA_LIKE = frozenset({
+    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3",
+    "gemma3_text", "phi3", "phi", "cohere", "cohere2", "olmo", "olmo2", "granite", "smollm3", "starcoder2",
+    "gpt_neox", "gpt2", "falcon", "stablelm", "internlm2", "deepseek_v2", "deepseek_v3", "exaone", "glm", "glm4",
+})
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd")
 
 
@@ -109,6 +116,9 @@ def setup_from_plan(plan: Mapping[str, Any]) -> tuple[Setup | None, str]:
     cfg = plan.get("config") or {}
     derived = plan.get("derived") or {}
     assumptions: list[str] = []
+    if arch.model_type not in LLAMA_LIKE:
+        assumptions.append(f"model_type {arch.model_type or 'unknown'!r} is sized as a Llama-style decoder "
+                           "(state-space or hybrid layers and vision towers are not modelled)")
 
     adapter = str(_get(cfg, "adapter", "type", default="none")).lower()
     if adapter not in ("none", "lora", "qlora"):
