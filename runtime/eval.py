@@ -40,7 +40,8 @@ def eval_loss(model: Any, rows: Any, packing: bool, pad_id: int, batch_size: int
             batch = collate([rows[i] for i in range(start, min(len(rows), start + batch_size))])
             batch.pop("sample_ids", None)
             labels = batch.pop("labels").to(device)
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+            # no KV cache: with one, transformers skips the packed-sequence (block-diagonal) mask
+            logits = model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).logits.float()
             shift = F.pad(labels, (0, 1), value=-100)[..., 1:]
             losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), shift.reshape(-1),
                                      ignore_index=-100, reduction="sum")

@@ -129,3 +129,58 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
         Dataset.from_dict(rows(tokenized_samples(tok, n_eval, max_len, offset=1000), packing, max_len,
                                ambiguity)).save_to_disk(str(prepared / "eval"))
     return run
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    """(step, loss) per logged training step of a bundle's run."""
+    return [(r["step"], r["loss"]) for r in read_jsonl(run / "out" / "metrics.jsonl") if "loss" in r]
+
+
+def runtime_env(**extra: str) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
+                "PYTHONPATH": str(ROOT) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")})
+    env.update(extra)
+    return env
+
+
+def wait_for_step(run: Path, step: int, proc: Any, timeout: float = 180.0) -> int:
+    """Block until metrics.jsonl shows ``step`` (returns the step seen); fails if the process exits first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = max((s for s, _ in losses(run)), default=0)
+        if seen >= step:
+            return seen
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited (rc {proc.returncode}) before step {step}")
+        time.sleep(0.02)
+    raise AssertionError(f"no step {step} within {timeout}s")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def env_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(kv.decode(errors="replace").split("=", 1) for kv in raw if b"=" in kv)
