@@ -152,3 +152,34 @@ def test_index_fingerprints_match_the_references(shared_dir: Path) -> None:
         ref, _ = _reference(shared_dir, fam)
         assert fingerprint(ref) in families()[fam]["fingerprints"], fam
         assert recognise_family(ref) == fam
+
+
+TOOL_CALL = {"id": "call12345", "type": "function",
+             "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+TOOL_FAMILIES = ["qwen2.5", "qwen3", "llama3.1", "llama3.2", "mistral-v3", "mistral-nemo"]
+
+
+@pytest.mark.parametrize("family", TOOL_FAMILIES)
+@pytest.mark.parametrize("with_content", [False, True])
+def test_tool_call_turns_render_like_the_reference_and_are_tagged(shared_dir: Path, family: str,
+                                                                  with_content: bool) -> None:
+    from loft.compiler.template_env import render_spans
+
+    reference, specials = _reference(shared_dir, family)
+    call = dict(TOOL_CALL)
+    if family == "mistral-nemo":
+        call = {**call, "function": {**call["function"], "arguments": '{"city": "Paris"}'}}
+    assistant: dict[str, Any] = {"role": "assistant", "tool_calls": [call],
+                                 "content": "Let me check." if with_content else ""}
+    if family.startswith("mistral") and not with_content:
+        assistant.pop("content")
+    msgs = [{"role": "user", "content": "Weather in Paris?"}, assistant,
+            {"role": "tool", "content": "sunny", "tool_call_id": "call12345"},
+            {"role": "assistant", "content": "It is sunny."}]
+    want = _outcome(reference, msgs, False, specials)
+    assert not want.startswith("<raised"), want
+    assert _outcome(library_text(family), msgs, False, specials) == want
+    spans = render_spans(library_text(family), msgs, False, now=NOW, **specials).span_texts()
+    eot = families()[family]["end_of_turn"]
+    assert len(spans) == 2 and all(s.endswith(eot) for s in spans), spans
+    assert "get_weather" in spans[0] and spans[1].startswith("It is sunny.") or "It is sunny." in spans[1]

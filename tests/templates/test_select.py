@@ -140,3 +140,13 @@ def test_auto_with_the_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert c.name == "llama3"
     cfg = json.loads((tiny_model_dir / "tokenizer_config.json").read_text())
     assert c.end_of_turn in json.dumps(cfg)
+
+
+def test_readme_table_lists_every_family() -> None:
+    from loft.compiler.templates import families, library_dir
+
+    readme = (library_dir() / "README.md").read_text(encoding="utf-8")
+    rows = [line.split("|")[1].strip().strip("`") for line in readme.splitlines() if line.startswith("| `")]
+    assert rows == sorted(families())
+    for name, fam in families().items():
+        assert (library_dir() / fam["file"]).is_file(), name
