@@ -182,4 +182,4 @@ def test_tool_call_turns_render_like_the_reference_and_are_tagged(shared_dir: Pa
     spans = render_spans(library_text(family), msgs, False, now=NOW, **specials).span_texts()
     eot = families()[family]["end_of_turn"]
     assert len(spans) == 2 and all(s.endswith(eot) for s in spans), spans
-    assert "get_weather" in spans[0] and spans[1].startswith("It is sunny.") or "It is sunny." in spans[1]
+    assert ("get_weather" in spans[0] and spans[1].startswith("It is sunny.")) or "It is sunny." in spans[1]
