@@ -260,7 +260,9 @@ class _Resolver:
         tok = m["tokenizer"]
         if tok is not None:
             tpath = self.local(tok)
-            if tpath is not None:
+            if tpath is not None and path is not None and tpath == path:
+                m["tokenizer"] = m["base"]  # the model directory itself: already carried
+            elif tpath is not None:
                 if not tpath.is_dir():
                     self.error("missing-file", ("model", "tokenizer"), f"tokenizer directory {tok!r} not found",
                                expected="a directory with tokenizer files, or a hub id")
@@ -504,10 +506,10 @@ def _train_rows(data: list[dict[str, Any]], cfg: dict[str, Any]) -> int | None:
         if n is None:
             return None
         sub = ds["subset"]
-        if isinstance(sub, int) and not isinstance(sub, bool) and sub >= 1 and not isinstance(sub, float):
-            n = min(n, sub)
-        elif isinstance(sub, float):
+        if isinstance(sub, float):
             n = int(n * sub)
+        elif isinstance(sub, int):
+            n = min(n, sub)
         ev = ds["eval_split"] if ds["eval_split"] is not None else cfg["data"]["eval_split"]
         if isinstance(ev, float):
             n_eval = math.ceil(n * ev) if ev > 0 else 0

@@ -333,3 +333,27 @@ def test_axolotl_config_goes_through_the_same_resolve(tmp_path: Path) -> None:
 
 def test_tiny_model_config_fixture_is_sane() -> None:
     assert TINY_MODEL_CONFIG["hidden_size"] // TINY_MODEL_CONFIG["num_attention_heads"] == TINY_MODEL_CONFIG["head_dim"]
+
+
+def test_template_errors_point_at_the_template_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        plan_of(make_project(tmp_path, BASE_CONFIG.replace("template: llama3.2", "template: lama3.2")))
+    d = e.value.diagnostics[0]
+    assert d.key.startswith("template") and (d.line, d.col) == (8, 1) and d.file.endswith("cfg.yaml")
+
+
+def test_template_file_is_bundled_under_its_fixed_name(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path / "proj", BASE_CONFIG.replace("template: llama3.2", "template: ../shared_tpl/t.jinja"))
+    src = Path(models.__file__).resolve().parent.parent / "chat_templates" / "llama3.2.jinja"
+    (tmp_path / "shared_tpl").mkdir()
+    shutil.copy(src, tmp_path / "shared_tpl" / "t.jinja")
+    r = plan_of(cfg, tmp_path / "proj" / "run")
+    assert r.plan["template"]["source"] == "file" and r.plan["config"]["template"] == "chat_template.jinja"
+    assert r.attachments["chat_template.jinja"] == src.read_bytes()
+
+
+def test_tokenizer_in_the_model_directory_is_not_copied_twice(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  tokenizer: ./models/tiny\n")
+    r = plan_of(make_project(tmp_path, text), tmp_path / "run")
+    assert r.plan["config"]["model"]["tokenizer"] == "model"
+    assert not any(k.startswith("tokenizer/") for k in r.attachments)
