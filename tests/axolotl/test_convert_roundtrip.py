@@ -55,7 +55,15 @@ def test_corpus_round_trip(shared_dir: Path, tmp_path: Path, name: str) -> None:
     assert_same_plan(src, out, tmp_path / "run")
 
 
-def test_local_paths_are_rebased_and_plans_match(tmp_path: Path, tiny_model_dir: Path) -> None:
+TINY_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+               "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "vocab_size": 1000, "max_position_embeddings": 512, "tie_word_embeddings": False}
+
+
+def test_local_paths_are_rebased_and_plans_match(tmp_path: Path) -> None:
+    tiny_model_dir = tmp_path / "models/tiny"  # resolve reads config.json only; no weights needed to plan
+    tiny_model_dir.mkdir(parents=True)
+    (tiny_model_dir / "config.json").write_text(json.dumps(TINY_CONFIG))
     src_dir = tmp_path / "axolotl"
     (src_dir / "data").mkdir(parents=True)
     shutil.copy(ROOT / "examples/data/chat.jsonl", src_dir / "data/chat.jsonl")
@@ -128,3 +136,24 @@ def test_converting_a_loft_config_is_an_error(tmp_path: Path) -> None:
     src = tmp_path / "loft.yaml"
     src.write_text("loft: 1\nmodel: {base: a/b}\n")
     assert cli.main(["convert", str(src)]) == 1
+
+
+def test_estimate_plan_md_and_diff_work_on_translated_configs(shared_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A translated config gets the same estimate, plan.md and `loftc diff` as a native one."""
+    text = (shared_dir / "corpus/axolotl/examples/examples__llama-2__qlora-fsdp.yml").read_text()
+    text = text.replace("NousResearch/Llama-2-7b-hf", "Qwen/Qwen2.5-7B")  # a model in loft's catalog
+    src, changed = tmp_path / "axo.yml", tmp_path / "axo-r64.yml"
+    src.write_text(text)
+    changed.write_text(text.replace("lora_r: 32", "lora_r: 64"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli.main(["build", str(src), "-o", str(a), "-q"]) == 0
+    assert cli.main(["build", str(changed), "-o", str(b), "-q"]) == 0
+    lock = json.loads((a / "plan.lock").read_text())
+    assert lock["source"]["dialect"] == "axolotl"
+    assert lock["estimate"]["vram"]["total_gib"] > 0
+    assert "fsdp" in (a / "plan.md").read_text().lower()
+    capsys.readouterr()
+    assert cli.main(["diff", str(a), str(b), "--exit-code"]) == 1
+    out = capsys.readouterr().out
+    assert "adapter.r" in out and "32" in out and "64" in out
