@@ -43,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         d = plan["derived"]
         steps = d.get("total_steps")
-        print(f"wrote {args.out.rstrip('/')}/  ({plan['name']}: {plan['model'].get('id') or plan['model'].get('path')}, "
-              f"world size {d['world_size']}, global batch {d['global_batch_size']}, "
-              f"steps {steps if steps is not None else 'decided at prepare'})")
-        print(f"run it: bash {args.out.rstrip('/')}/launch.sh")
+        m = plan["model"]
+        model = m.get("id") or ("local model (copied into the bundle)" if m.get("path") == "model" else m.get("path"))
+        out = str(args.out).rstrip("/")
+        print(f"wrote {out}/  ({plan['name']}: {model}; world size {d['world_size']}, "
+              f"global batch {d['global_batch_size'] or 'auto'}, "
+              f"steps {steps if steps is not None else 'fixed by prepare'})")
+        print(f"review: {out}/plan.md   run: bash {out}/launch.sh")
     return 0
