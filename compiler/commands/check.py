@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, Diagnostic
-
-OPEN, CLOSE = "⟦", "⟧"  # around trained tokens in the preview
+from ..errors import ConfigError
 
 
 @dataclass
@@ -43,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "check", help="preflight a config: validation, paths, template, a tokenized sample per dataset, VRAM",
         description="Check a config before running it: everything `loftc build` checks, plus that the paths "
                     "exist, a tokenization preview of one sample per dataset with its loss mask (trained tokens "
-                    f"between {OPEN} and {CLOSE}), and the VRAM estimate. No GPU, no model weights. "
+                    "between [[ and ]]), and the VRAM estimate. No GPU, no model weights. "
                     "Exit 0 when all is fine, 1 with every problem listed.")
     p.add_argument("config", type=Path, help="the loft or Axolotl YAML config")
     p.add_argument("--dialect", choices=("loft", "axolotl"), default=None, help="override dialect detection")
@@ -199,38 +197,32 @@ def _estimate_text(estimate: Any) -> str:
 
 
 def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: int, found: Findings) -> None:
-    """One tokenized sample per dataset, through the runtime's prepare code."""
+    """The first samples of every dataset through the runtime's token inspector (`loft.runtime.inspect`,
+    the same normalisation, template, tokenizer and mask code as `loft prepare`)."""
     try:
+        from loft.runtime.inspect import explain, render_terminal
         from loft.runtime.plan import Bundle
-        from loft.runtime.prepare.errors import BadSample, PrepareError
-        from loft.runtime.prepare.formats import normalize
+        from loft.runtime.prepare.errors import PrepareError
         from loft.runtime.prepare.load import load_raw, row_dicts
         from loft.runtime.prepare.stage import load_tokenizer, sources
-        from loft.runtime.prepare.template import Encoder
     except ImportError as e:  # a compiler-only install: say so, it is not a config problem
         found.warnings.append(f"note: tokenization preview skipped ({e}); install loft[runtime] for it")
         return
     bundle = Bundle(root=root, plan=the_plan)
     try:
         tok = load_tokenizer(bundle)
+        srcs = sources(bundle)
     except (PrepareError, OSError, ValueError) as e:
-        found.errors.append(f"tokenizer: {e}")
+        found.errors.append(f"tokenizer/data: {e}")
         return
     tpl = the_plan.get("template") or {}
     eot = tpl.get("end_of_turn")
-    if eot:
-        ids = tok.encode(eot, add_special_tokens=False)
-        if len(ids) != 1:
-            found.errors.append(f"template: the end-of-turn token {eot!r} is not a single token of this tokenizer "
-                                f"(encodes to {len(ids)} tokens): add it as a special token or pick another "
-                                "template")
+    if eot and len(tok.encode(eot, add_special_tokens=False)) != 1:
+        found.errors.append(f"template: the end-of-turn token {eot!r} is not a single token of this tokenizer "
+                            f"(it encodes to {len(tok.encode(eot, add_special_tokens=False))} tokens): the loss "
+                            "mask cannot end on it; add it as a special token or pick another template")
     seq = (the_plan.get("config") or {}).get("sequence", {})
     body: list[str] = []
-    try:
-        srcs = sources(bundle)
-    except PrepareError as e:
-        found.errors.append(f"data: {e}")
-        return
     for src in srcs:
         name = src.spec.name
         try:
@@ -238,50 +230,24 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
         except (PrepareError, OSError, ValueError) as e:
             found.errors.append(f"data: {name}: {e}")
             continue
-        encoder = Encoder(tok, template_text, str(tpl.get("mask") or "generation"), eot, src.spec,
-                          train_on_incomplete=bool(seq.get("train_on_incomplete_assistant", False)),
-                          keep_text=True)
-        shown = 0
-        for idx, row in enumerate(row_dicts(raw[: min(len(raw), 50)])):
-            try:
-                example = normalize(row, src.spec)
-                result = encoder.encode([example])[0]
-            except BadSample as b:
-                result = b
-            except Exception as e:  # the template raised on this sample (e.g. roles that do not alternate)
-                result = BadSample("template_error", str(e)[:200])
-            if isinstance(result, BadSample):
-                found.errors.append(f"data: {name}: row {idx}: {result.reason}"
-                                    + (f" ({result.detail})" if getattr(result, "detail", "") else ""))
-                continue
-            body.append(_format_sample(name, idx, result.input_ids, result.labels, tok))
-            shown += 1
-            if shown >= samples:
-                break
-        if shown == 0:
-            found.errors.append(f"data: {name}: no sample could be tokenized (see the problems above)")
+        rows = row_dicts(raw[: min(len(raw), samples)]) if len(raw) else []
+        if not rows:
+            found.errors.append(f"data: {name}: the dataset is empty")
+            continue
+        try:
+            views = explain(rows, tok, template_text, {**src.entry, "name": name}, str(tpl.get("mask") or "generation"),
+                            eot, bool(seq.get("train_on_incomplete_assistant", False)),
+                            ids=[f"{name}: row {i}" for i in range(len(rows))])
+        except Exception as e:  # the template raised on a sample (e.g. roles that do not alternate)
+            found.errors.append(f"data: {name}: {type(e).__name__}: {e}")
+            continue
+        for v in views:
+            if v.error:
+                found.errors.append(f"data: {v.sample_id}: {v.error}")
+            elif v.trained_count == 0:
+                found.errors.append(f"data: {v.sample_id}: no token is trained (empty loss mask)")
+        body.append(render_terminal(views, color=False, show_raw=False))
     found.section("tokenization preview", "\n\n".join(body) if body else "(nothing to show)")
 
 
-def _format_sample(name: str, idx: int, ids: list[int], labels: list[int], tok: Any) -> str:
-    """The sample's text with trained tokens between ⟦ ⟧; a head line with the counts."""
-    trained = sum(1 for v in labels if v != -100)
-    out: list[str] = []
-    run: list[int] = []
-    state = False
-    for tid, lab in zip(ids, labels, strict=True):
-        on = lab != -100
-        if on != state and run:
-            text = tok.decode(run, skip_special_tokens=False)
-            out.append(f"{OPEN}{text}{CLOSE}" if state else text)
-            run = []
-        state = on
-        run.append(tid)
-    if run:
-        text = tok.decode(run, skip_special_tokens=False)
-        out.append(f"{OPEN}{text}{CLOSE}" if state else text)
-    head = f"[{name}] row {idx}: {len(ids)} tokens, {trained} trained"
-    return head + "\n" + "".join(out)
-
-
-__all__ = ["Diagnostic", "Findings", "check"]
+__all__ = ["Findings", "check"]

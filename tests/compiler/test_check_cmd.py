@@ -69,10 +69,11 @@ def test_ok_project_previews_the_mask(tmp_path: Path, tokenizer_files: Path,
     sections = dict(found.sections)
     assert "llama3 (library)" in sections["template"]
     preview = sections["tokenization preview"]
-    assert "[chat] row 0:" in preview
-    assert "⟦hello 0<|eot_id|>⟧" in preview  # the assistant text and its end-of-turn token, trained
-    head = preview.split("⟦hello 0")[0]
-    assert "hi 0" in head and "⟦" not in head  # nothing of the user turn or the headers is trained
+    assert "chat: row 0" in preview
+    tokens = preview.split("trained tokens in [[ ]])")[1]
+    assert "[[hello 0<|eot_id|>]]" in tokens  # the assistant text and its end-of-turn token, trained
+    head = tokens.split("[[hello 0")[0]
+    assert "hi 0" in head and "[[" not in head  # nothing of the user turn or the headers is trained
     assert sections["estimate"] and "VRAM" in sections["estimate"]
     assert main(["check", str(cfg)]) == 0
     assert "ok" in capsys.readouterr().out
