@@ -133,6 +133,13 @@ def library_templates() -> dict[str, str]:
     return {n: n for n in _CONTRACT_TEMPLATES}
 
 
+def safe_name(text: str, default: str) -> str:
+    """A loft name (letters, digits, . _ -; starting with a letter or digit; at most 100 characters)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:100].rstrip("-._")
+    return name or default
+
+
 def _off(v: Any) -> bool:
     """Unset, or set to Axolotl's 'off' value: such keys change nothing."""
     return v is None or v is False or v == "" or v == [] or v == {} or (isinstance(v, (int, float)) and
@@ -527,7 +534,7 @@ class _Translation:
         for ext in (".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt"):
             if stem.endswith(ext):
                 stem = stem[: -len(ext)]
-        item["_stem"] = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-") or "data"
+        item["_stem"] = safe_name(stem, "data")
         base, _, style = typ.partition(":")
         base = base.split(".")[0] if base.startswith("sharegpt") else base
         if base == "chat_template" and typ not in ("chat_template", "chat_template.default"):
@@ -931,6 +938,16 @@ class _Translation:
         self.put("deepspeed.offload_params", offloaded("offload_param"), "deepspeed")
         if "compile" in data:
             self.warn(["deepspeed"], f"{label} enables torch.compile: a speed setting loft does not copy")
+        for block in ("optimizer", "scheduler"):
+            if isinstance(data.get(block), dict):
+                self.err(["deepspeed"], f"{label} defines its own {block}, which would replace the one the config "
+                         "names; loft renders ds_config.json from training.* and does not copy it",
+                         hint=f"remove the {block} block and set it with Axolotl's `optimizer` / `lr_scheduler` keys")
+        fixed = [k for k in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                             "gradient_clipping") if k in data and data[k] != "auto"]
+        if fixed:
+            self.warn(["deepspeed"], f"{label} fixes {', '.join(fixed)}; loft's ds_config.json takes these from "
+                      "training.* (the values in the Axolotl config)", code="axolotl-differs")
 
     def read_deepspeed(self, ref: str) -> tuple[dict[str, Any] | None, str]:
         """Find the JSON next to the config or in an Axolotl checkout above it; else Axolotl's known files."""
@@ -1120,10 +1137,10 @@ class _Translation:
                 self.warn([k], "not supported by loft's wandb integration (no effect on the trained model)")
         run = self.d.get("wandb_name") or self.d.get("wandb_run_id")
         if run:
-            self.put("name", re.sub(r"[^A-Za-z0-9_.-]+", "-", str(run)).strip("-") or "run",
+            self.put("name", safe_name(str(run), "run"),
                      "wandb_name" if self.d.get("wandb_name") else "wandb_run_id")
         else:
-            self.put("name", re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(self.doc.path).stem).strip("-") or "run")
+            self.put("name", safe_name(Path(self.doc.path).stem, "run"))
         hub = self.d.get("hub_model_id")
         if hub:
             if re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", str(hub)):

@@ -307,3 +307,24 @@ def test_missing_required_keys() -> None:
         translate(parse_text("datasets:\n  - path: a/b\n    type: alpaca\nmicro_batch_size: 1\n"))
     msgs = e.value.render()
     assert "base_model" in msgs and "learning_rate" in msgs
+
+
+def test_names_are_valid_loft_names() -> None:
+    cfg, _ = tr("wandb_project: p\nwandb_name: '__my run: v2!'\n")
+    assert cfg["name"] == "my-run-v2"
+    cfg, _ = translate(parse_text(BASE, "/tmp/__weird name.yml"))
+    assert cfg["name"] == "weird-name"
+    validate(cfg, doc=None, file="x")
+
+
+def test_deepspeed_json_with_its_own_optimizer_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 2}, "gradient_clipping": 0.5,
+                                                 "optimizer": {"type": "AdamW", "params": {"lr": 1e-4}}}))
+    f = tmp_path / "axo.yml"
+    f.write_text(BASE + "deepspeed: ds.json\n")
+    with pytest.raises(ConfigError) as e:
+        translate(parse(f))
+    assert [d.key for d in e.value.diagnostics] == ["deepspeed"] and "optimizer" in e.value.diagnostics[0].message
+    (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 1}, "gradient_clipping": 0.5}))
+    cfg, warns = translate(parse(f))
+    assert cfg["deepspeed"]["stage"] == 1 and "gradient_clipping" in warns[0].message
