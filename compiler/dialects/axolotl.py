@@ -283,6 +283,13 @@ class _Translation:
         elif mqk:
             self.err(["model_quantization_config_kwargs"], "has no effect without model_quantization_config",
                      code="contradiction")
+        bnb = self.d.get("bnb_config_kwargs")
+        if bnb:
+            same = {"bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True, "load_in_4bit": True}
+            other = [k for k, v in bnb.items() if same.get(k, object()) != v] if isinstance(bnb, dict) else ["?"]
+            if other:
+                self.err(["bnb_config_kwargs"], f"bitsandbytes settings other than loft's qlora (nf4, double "
+                         f"quantization) are not supported: {', '.join(other)}")
         if self.d.get("quantize_moe_experts") is True:
             if self.d.get("adapter") == "qlora" or self.d.get("load_in_4bit") is True:
                 self.warn(["quantize_moe_experts"], "loft's qlora quantizes the layers bitsandbytes supports; MoE "

@@ -328,3 +328,10 @@ def test_deepspeed_json_with_its_own_optimizer_is_refused(tmp_path: Path) -> Non
     (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 1}, "gradient_clipping": 0.5}))
     cfg, warns = translate(parse(f))
     assert cfg["deepspeed"]["stage"] == 1 and "gradient_clipping" in warns[0].message
+
+
+def test_bnb_kwargs_matching_loft_qlora_are_accepted() -> None:
+    q = "adapter: qlora\nload_in_4bit: true\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"
+    cfg, _ = tr(q + "bnb_config_kwargs:\n  bnb_4bit_use_double_quant: true\n")
+    assert cfg["adapter"]["type"] == "qlora"
+    assert [d.key for d in errors_of(q + "bnb_config_kwargs:\n  bnb_4bit_quant_type: fp4\n")] == ["bnb_config_kwargs"]
