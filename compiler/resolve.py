@@ -16,7 +16,7 @@ import json
 import math
 import os
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from . import models
@@ -143,7 +143,7 @@ class _Resolver:
     # -- helpers ----------------------------------------------------------------------------------------
     def rel(self, p: Path) -> str:
         """Path relative to the bundle (or config) directory, with forward slashes."""
-        return PurePosixPath(Path(os.path.relpath(p, self.base_dir)).as_posix()).as_posix()
+        return Path(os.path.relpath(p, self.base_dir)).as_posix()
 
     def warn(self, code: str, keys: tuple[Any, ...], message: str, **kw: Any) -> None:
         self.warnings.append(self.where.diag(keys, message, code, severity="warning", **kw))
@@ -156,7 +156,8 @@ class _Resolver:
         if spec.startswith(("/", "./", "../", "~")) or spec in (".", ".."):
             return Path(os.path.abspath(self.config_dir / os.path.expanduser(spec)))
         p = Path(os.path.abspath(self.config_dir / spec))
-        if p.exists() or not is_hub_id(spec):
+        # `models/x` where ./models/ exists is a local path with a typo, not a hub org called "models"
+        if p.exists() or not is_hub_id(spec) or (self.config_dir / spec.split("/", 1)[0]).is_dir():
             return p
         return None
 
@@ -201,7 +202,7 @@ class _Resolver:
             self.error("path-escape", ("output_dir",), f"output_dir {out!r} must be a folder inside the bundle",
                        expected="a relative path such as 'out'")
         else:
-            self.cfg["output_dir"] = PurePosixPath(Path(norm).as_posix()).as_posix()
+            self.cfg["output_dir"] = Path(norm).as_posix()
 
     def source(self) -> dict[str, Any]:
         src: dict[str, Any] = {
@@ -236,6 +237,7 @@ class _Resolver:
             m["base"] = entry["path"]
             if m["revision"] is not None:
                 self.warn("revision-ignored", ("model", "revision"), "model.revision is ignored for a local directory")
+                entry["revision"] = m["revision"] = None
         else:
             found = models.lookup(spec)
             if found is None:

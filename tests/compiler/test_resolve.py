@@ -357,3 +357,20 @@ def test_tokenizer_in_the_model_directory_is_not_copied_twice(tmp_path: Path) ->
     r = plan_of(make_project(tmp_path, text), tmp_path / "run")
     assert r.plan["config"]["model"]["tokenizer"] == "model"
     assert not any(k.startswith("tokenizer/") for k in r.attachments)
+
+
+def test_a_typo_in_a_local_path_is_not_taken_for_a_hub_id(tmp_path: Path) -> None:
+    # `models/` exists next to the config, so `models/tinyy` is a missing directory, not hub org "models"
+    with pytest.raises(ConfigError) as e:
+        plan_of(make_project(tmp_path, BASE_CONFIG.replace("base: ./models/tiny", "base: models/tinyy")))
+    assert e.value.diagnostics[0].code == "missing-file" and e.value.diagnostics[0].key == "model.base"
+    with pytest.raises(ConfigError) as e:
+        plan_of(make_project(tmp_path, BASE_CONFIG.replace("path: data/chat.jsonl", "path: data/chat")))
+    assert e.value.diagnostics[0].key == "data.datasets[0].path"
+
+
+def test_revision_of_a_local_model_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  revision: abc1234\n")
+    r = plan_of(make_project(tmp_path, text))
+    assert r.plan["model"]["revision"] is None and r.plan["config"]["model"]["revision"] is None
+    assert "revision-ignored" in codes(r)

@@ -162,3 +162,24 @@ def test_warning_codes_in_docs_exist_in_code() -> None:
     table = DOC[DOC.index("## Errors and warnings"):DOC.index("## Every key")]
     for code in re.findall(r"`([a-z]+(?:-[a-z]+)+)`", table):
         assert f'"{code}"' in src, code
+
+
+def test_every_warning_code_in_code_is_documented() -> None:
+    import ast
+
+    table = DOC[DOC.index("## Errors and warnings"):DOC.index("## Every key")]
+    documented = set(re.findall(r"`([a-z]+(?:-[a-z]+)+)`", table))
+    found: set[str] = set()
+    for f in ("warnings.py", "resolve.py"):
+        tree = ast.parse((ROOT / "compiler" / f).read_text())
+        for node in ast.walk(tree):
+            # warn("code", ...) in resolve.py; ("code", keys, message, hint) tuples in warnings.py
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "warn" and node.args:
+                first = node.args[0]
+            elif f == "warnings.py" and isinstance(node, ast.Yield) and isinstance(node.value, ast.Tuple):
+                first = node.value.elts[0]
+            else:
+                continue
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.add(first.value)
+    assert found and sorted(found - documented) == []
