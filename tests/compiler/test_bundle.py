@@ -172,3 +172,20 @@ def test_launch_sh_runs_stages_from_any_cwd(tmp_path: Path) -> None:
     log.unlink()
     subprocess.run(["bash", str(moved / "launch.sh"), "train"], env=env, check=True, capture_output=True)
     assert log.read_text().splitlines() == [f"{real}|-m loft.runtime train {real} --trial 0"]
+
+
+def test_launch_sh_says_train_resumes(tmp_path: Path) -> None:
+    plan = sample_plan(sweep=[{"trial": 0, "overrides": {}}, {"trial": 1, "overrides": {"adapter.r": 8}}])
+    run = tmp_path / "run"
+    write_bundle(run, render_bundle(plan, {}), force=False)
+    fake = tmp_path / "py"
+    fake.write_text('#!/usr/bin/env bash\nif [[ "$1" == - ]]; then cat >/dev/null; fi\nexit 0\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake)}
+    fresh = subprocess.run(["bash", str(run / "launch.sh"), "train"], capture_output=True, text=True, env=env)
+    assert fresh.returncode == 0 and "resumes" not in fresh.stderr and "sweep of 2 trials" in fresh.stderr
+    (run / "out" / "trial-1" / "checkpoints" / "checkpoint-20").mkdir(parents=True)
+    r = subprocess.run(["bash", str(run / "launch.sh"), "train"], capture_output=True, text=True,
+                       env={**env, "LOFT_TRIAL": "1"})
+    assert r.returncode == 0 and "resumes from the newest complete checkpoint" in r.stderr
+    assert "out/trial-1/checkpoints" in r.stderr

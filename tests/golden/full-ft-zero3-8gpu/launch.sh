@@ -5,7 +5,8 @@
 # usage: bash launch.sh [all|prepare|train|eval|merge|export]
 #   all (default) runs: prepare train eval export
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
-#   train resumes from the newest complete checkpoint in out/checkpoints when one exists.
+#   train resumes from the newest complete checkpoint in out/checkpoints (trial N:
+#   out/trial-N/checkpoints) when one exists.
 set -euo pipefail
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -45,6 +46,9 @@ if [[ -n "${LOFT_TRIAL:-}" ]]; then
     exit 2
   fi
   TRIAL_ARGS=(--trial "$LOFT_TRIAL")
+elif [[ "$N_TRIALS" -gt 1 ]]; then
+  echo "==> loft: this bundle holds a sweep of $N_TRIALS trials (sweep.jsonl); running the base config." >&2
+  echo "    run a trial with LOFT_TRIAL=N (0..$((N_TRIALS - 1))); its outputs go to $OUTPUT_DIR/trial-N" >&2
 fi
 
 preflight() {
@@ -85,8 +89,9 @@ run_stage() {
 }
 
 run_train() {
-  if compgen -G "$OUT/checkpoints/checkpoint-*" >/dev/null; then
-    echo "==> loft: train resumes from the newest complete checkpoint in $OUT/checkpoints" >&2
+  local ckpts="$OUT${LOFT_TRIAL:+/trial-$LOFT_TRIAL}/checkpoints"
+  if compgen -G "$ckpts/checkpoint-*" >/dev/null; then
+    echo "==> loft: train resumes from the newest complete checkpoint in $ckpts" >&2
   fi
   echo "==> loft: train on 8 GPUs (torchrun)${LOFT_TRIAL:+ (trial $LOFT_TRIAL)}" >&2
   # torchrun starts one process per GPU; the Trainer picks up DeepSpeed/FSDP settings from the plan.
