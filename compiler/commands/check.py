@@ -91,10 +91,11 @@ def check(path: Path, dialect: str | None = None, preview: bool = True, samples:
     root = Path(path).resolve().parent
     _check_paths(the_plan, root, resolved.attachments, found)
     template_text = resolved.attachments.get("chat_template.jinja", b"").decode("utf-8")
-    found.section("template", _template_summary(the_plan.get("template") or {}))
-    if preview and not any(e.startswith("path:") for e in found.errors):
-        with tempfile.TemporaryDirectory(prefix="loftc-check-") as tmp:
-            pseudo = _pseudo_bundle(the_plan, root, resolved.attachments, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="loftc-check-") as tmp:
+        pseudo = _pseudo_bundle(the_plan, root, resolved.attachments, Path(tmp))
+        why = _template_why(pseudo, Path(tmp), found)
+        found.section("template", _template_summary(the_plan.get("template") or {}) + why)
+        if preview and not any(e.startswith("path:") for e in found.errors):
             _preview(pseudo, Path(tmp), template_text, samples, found)
     found.section("estimate", _estimate_text(the_plan.get("estimate")))
     return found
@@ -174,6 +175,25 @@ def _pseudo_bundle(the_plan: dict[str, Any], root: Path, attachments: dict[str, 
     for ds in (plan.get("config") or {}).get("data", {}).get("datasets", []):
         ds["path"] = fix(ds.get("path"))
     return plan
+
+
+def _template_why(the_plan: dict[str, Any], root: Path, found: Findings) -> str:
+    """Why this template was chosen (and the selection's warnings: a guessed family, a model template that
+    differs from its library look-alike), by asking select_template again on the pseudo-bundle."""
+    from ..templates import select_template
+
+    cfg = the_plan.get("config") or {}
+    model = the_plan.get("model") or {}
+    mpath = model.get("path")
+    model_dir = (root / mpath) if mpath else None
+    try:
+        choice = select_template(str(cfg.get("template") or "auto"), model=model,
+                                 model_dir=model_dir if model_dir is not None and model_dir.is_dir() else None,
+                                 config_dir=root, allow_fallback=bool(cfg.get("template_mask_fallback")))
+    except ConfigError:
+        return ""  # the compiler accepted it with the full model directory; nothing more to say here
+    found.warnings += [f"warning: template: {w}" for w in choice.warnings]
+    return f"\nwhy: {choice.reason}" if choice.reason else ""
 
 
 def _template_summary(t: dict[str, Any]) -> str:
