@@ -67,7 +67,8 @@ def test_ok_project_previews_the_mask(tmp_path: Path, tokenizer_files: Path,
     found = check(cfg)
     assert found.errors == []
     sections = dict(found.sections)
-    assert "llama3 (library)" in sections["template"]
+    assert "llama3 (library)" in sections["template"] and "why: model_type 'llama'" in sections["template"]
+    assert any("guessed 'llama3'" in w for w in found.warnings)  # the tiny model ships no chat template
     preview = sections["tokenization preview"]
     assert "chat: row 0" in preview
     tokens = preview.split("trained tokens in [[ ]])")[1]
