@@ -7,15 +7,17 @@ are used, so `loftc build` starts fast.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import Diagnostic
+from .errors import ConfigError, Diagnostic
 from .parse import Document, parse
 
 WarningHook = Callable[[list[Diagnostic]], None]
+Locate = Callable[[Diagnostic], Diagnostic]
 
 
 @dataclass(frozen=True)
@@ -29,20 +31,48 @@ class Resolved:
 
 def load(path: str | Path, dialect: str | None = None) -> tuple[Document, dict[str, Any], str, list[Diagnostic]]:
     """parse → detect → translate → validate: (document, valid loft config, dialect, warnings)."""
+    doc, config, name, warnings, _locate = _load(path, dialect)
+    return doc, config, name, warnings
+
+
+def _load(path: str | Path, dialect: str | None) -> tuple[Document, dict[str, Any], str, list[Diagnostic], Locate]:
     from .dialects import detect
     from .validate import validate
 
     doc = parse(path)
     name, _reason = detect(doc, dialect)
-    warnings: list[Diagnostic] = []
-    if name == "axolotl":
-        from .dialects.axolotl import translate
+    if name != "axolotl":
+        return doc, validate(doc.data, doc=doc), name, [], lambda d: d
+    from .dialects.axolotl import translate_with_sources
 
-        config, warnings = translate(doc)
+    config, warnings, sources = translate_with_sources(doc)
+    locate = _axolotl_locator(doc, sources)
+    try:
         config = validate(config, doc=None, file=doc.path)
-    else:
-        config = validate(doc.data, doc=doc)
-    return doc, config, name, list(warnings)
+    except ConfigError as e:
+        raise ConfigError([locate(d) for d in e.diagnostics]) from None
+    return doc, config, name, [locate(d) for d in warnings], locate
+
+
+def _axolotl_locator(doc: Document, sources: dict[str, list[str]]) -> Locate:
+    """Point a diagnostic about a translated loft key at the Axolotl key it came from."""
+
+    def locate(d: Diagnostic) -> Diagnostic:
+        if d.line or not d.key:
+            return d
+        key = d.key
+        while key:
+            if sources.get(key):
+                path: list[object] = [sources[key][0]]
+                index = re.match(r"^\[(\d+)\]", d.key[len(key):])
+                if index:
+                    path.append(int(index.group(1)))
+                line, col = doc.pos(path)
+                return replace(d, file=d.file or doc.path, line=line, col=col) if line else d
+            key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
+        return d
+
+    return locate
 
 
 def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | None = None,
@@ -52,13 +82,17 @@ def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | Non
     from . import warnings as suspicious
     from .resolve import resolve
 
-    doc, config, name, warnings = load(path, dialect)
-    the_plan, attachments, resolve_warnings = resolve(doc, config, dialect=name, out_dir=out_dir)
+    doc, config, name, warnings, locate = _load(path, dialect)
+    try:
+        the_plan, attachments, resolve_warnings = resolve(doc, config, dialect=name, out_dir=out_dir)
+    except ConfigError as e:
+        raise ConfigError([locate(d) for d in e.diagnostics]) from None
     if estimate:
         from .estimate import estimate_plan
 
         the_plan["estimate"] = estimate_plan(the_plan)
-    diags = _dedupe([*warnings, *resolve_warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)])
+    found = [*resolve_warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)]
+    diags = _dedupe([*warnings, *(locate(d) for d in found)])
     the_plan["warnings"] = [{"code": d.code, "key": d.key, "message": d.message} for d in diags]
     return Resolved(plan=the_plan, attachments=attachments, warnings=diags)
 

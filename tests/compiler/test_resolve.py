@@ -374,3 +374,24 @@ def test_revision_of_a_local_model_is_dropped_with_a_warning(tmp_path: Path) -> 
     r = plan_of(make_project(tmp_path, text))
     assert r.plan["model"]["revision"] is None and r.plan["config"]["model"]["revision"] is None
     assert "revision-ignored" in codes(r)
+
+
+def test_axolotl_diagnostics_point_at_the_axolotl_keys(tmp_path: Path) -> None:
+    pytest.importorskip("loft.compiler.dialects.axolotl")
+    make_project(tmp_path)
+    ax = ("base_model: ./models/tiny\nchat_template: llama3\ndatasets:\n  - path: data/chat.jsonl\n"
+          "    type: chat_template\nmicro_batch_size: 2\nnum_epochs: 1\nlearning_rate: 0.0002\nadapter: lora\n"
+          "lora_r: 8\nlora_alpha: 200\nlora_target_linear: true\nsequence_len: 256\n")
+    cfg = tmp_path / "ax.yml"
+    cfg.write_text(ax)
+    w = next(w for w in plan_of(cfg).warnings if w.code == "lora-alpha-ratio")
+    assert (w.file, w.line, w.col) == (str(cfg), 11, 1)
+    cfg.write_text(ax.replace("sequence_len: 256", "sequence_len: 8"))
+    with pytest.raises(ConfigError) as e:
+        plan_of(cfg)
+    d = e.value.diagnostics[0]
+    assert d.key == "sequence.max_length" and (d.line, d.col) == (13, 1)
+    cfg.write_text(ax.replace("data/chat.jsonl", "data/gone.jsonl"))
+    with pytest.raises(ConfigError) as e:
+        plan_of(cfg)
+    assert (e.value.diagnostics[0].line, e.value.diagnostics[0].col) == (4, 5)
