@@ -95,7 +95,7 @@ KNOWN_DEEPSPEED: dict[str, dict[str, Any]] = {
 }
 DATASET_FORMATS = ("chat_template", "alpaca", "completion", "input_output", "sharegpt", "pretrain")
 _SPLIT = re.compile(r"^\s*(?P<split>[A-Za-z0-9_.-]+)\s*(\[\s*(?P<start>[^:\]]*)\s*:\s*(?P<end>[^\]]*)\s*\])?\s*$")
-_SECRET_KEY = re.compile(r"(api_key|secret|password|_token)$")
+_SECRET_KEY = re.compile(r"(api_key|secret|password|access_token|auth_token|hf_token|hub_token)$")
 _SECRET_OK = {"hf_use_auth_token"}
 
 

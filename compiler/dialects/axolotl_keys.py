@@ -385,6 +385,9 @@ HINTS: dict[str, str] = {
     "epochs": "did you mean 'num_epochs'?",
     "max_seq_length": "did you mean 'sequence_len'?",
     "gradient_accumulation": "did you mean 'gradient_accumulation_steps'?",
+    "pad_token": "special tokens go under `special_tokens:` (special_tokens: {pad_token: ...})",
+    "eos_token": "special tokens go under `special_tokens:` (special_tokens: {eos_token: ...})",
+    "bos_token": "special tokens go under `special_tokens:` (special_tokens: {bos_token: ...})",
 }
 
 DATASET_KEYS: dict[str, Kind] = {

@@ -72,3 +72,9 @@ def test_corpus_misspellings_are_named_with_file_line_and_hint(shared_dir: Path)
     d = next(d for d in e.value.diagnostics if d.key == "adam_eps")
     assert d.file.endswith("btlm-ft.yml") and d.line > 0 and "'adam_epsilon'" in d.hint
     assert f"{d.file}:{d.line}:{d.col}: error: adam_eps" in e.value.render()
+
+
+def test_a_misplaced_token_string_is_an_unknown_key_not_a_secret() -> None:
+    diags = errors_of("pad_token: '<|pad|>'\n")
+    assert [d.code for d in diags] == ["unknown-key"]
+    assert "special_tokens" in diags[0].hint
