@@ -125,8 +125,10 @@ def weight_bytes_resident(s: Setup, sh: Shards) -> float:
     if s.offload_params or s.fsdp_offload:
         return 0.0
     if s.adapter == "qlora":
+        # PEFT's prepare_model_for_kbit_training (used by loft's runtime) upcasts every parameter that is
+        # not 4-bit — embeddings, norms, the lm_head — to fp32.
         lin = _linear_params(s)
-        return NF4_BYTES * lin + 2.0 * (s.params - lin)
+        return NF4_BYTES * lin + 4.0 * (s.params - lin)
     wb = 2 if s.deepspeed else s.weight_bytes
     if s.autocast:
         return 0.0  # the fp32 parameters are the master weights; see master_bytes
@@ -153,9 +155,11 @@ def _gathered_bytes(s: Setup, sh: Shards) -> float:
 def _cast_cache_bytes(s: Setup, phase: str) -> float:
     """Autocast's cached bf16 copies of fp32 weights: every linear during forward; under checkpointing
     only the lm_head's copy outlives the forward (recomputation re-casts one layer at a time)."""
+    a = s.arch
+    if s.adapter == "qlora" and s.precision != "fp32":
+        return 2.0 * a.embedding  # the fp32 lm_head's bf16 copy (the 4-bit linears dequantise per matmul)
     if not s.autocast:
         return 0.0
-    a = s.arch
     full = 2.0 * (_linear_params(s) + a.embedding)  # every linear + the lm_head (tied or not)
     if phase == "forward" or not s.grad_ckpt:
         return full
@@ -163,8 +167,9 @@ def _cast_cache_bytes(s: Setup, phase: str) -> float:
 
 
 def _residual_bytes(s: Setup) -> int:
-    """dtype of the residual stream: fp32 when the weights are fp32 (autocast leaves adds in fp32)."""
-    if s.precision == "fp32" or s.autocast:
+    """dtype of the residual stream: fp32 when the weights are fp32 (autocast leaves adds in fp32), and
+    under QLoRA (fp32 embeddings; bitsandbytes casts each 4-bit linear's output back to its input dtype)."""
+    if s.precision == "fp32" or s.autocast or s.adapter == "qlora":
         return 4
     return 2
 
@@ -190,7 +195,7 @@ def layer_activation_bytes_per_token(s: Setup) -> float:
                     out += c * dim
                     shared_saved = True
             elif name in lora:
-                out += (1 + dtype) * dim
+                out += (1 + c) * dim  # the adapter's linear saves the dropped copy, cast to compute dtype
         return out
 
     def norm(names: tuple[str, ...]) -> float:
@@ -216,11 +221,12 @@ def layer_activation_bytes_per_token(s: Setup) -> float:
         inter = next((lin.d_out for lin in a.linears if lin.name == "up_proj"), inter)
         mult = max(1, a.experts_per_tok)
         total += 2.0 * c * h * mult  # tokens dispatched to and gathered from the experts
+    out_bytes = rb if s.adapter == "qlora" else c  # dtype of a linear's output
     if a.gated:
-        mlp: float = (2 if s.liger else 3) * c * inter  # gate out, silu out, up out (liger recomputes silu)
+        mlp: float = (2 if s.liger else 3) * out_bytes * inter  # gate, silu, up outputs (liger recomputes silu)
     else:
-        mlp = c * inter  # pre-activation
-    mlp += linear_inputs(("down_proj",), inter, c)
+        mlp = out_bytes * inter  # pre-activation
+    mlp += linear_inputs(("down_proj",), inter, out_bytes)
     return total + mult * mlp
 
 
