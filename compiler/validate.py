@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,7 @@ def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
         diags.append(where.diag(("target", "gpu"), "a CPU run uses one process",
                                 "conflict", expected="num_gpus: 1 and nodes: 1 with gpu: cpu"))
     diags += _catalog_errors(target, where)
+    diags += _secret_errors(config, (), where)
     sweep = config.get("sweep")
     if isinstance(sweep, dict):
         diags += _sweep_errors(sweep, config, where)
@@ -302,6 +304,23 @@ def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
 
 
 CATALOG_DIR = SCHEMA_DIR.parent / "targets" / "catalog"
+
+# values that look like credentials (Hugging Face, OpenAI-style, W&B 40-hex keys under tracking)
+_SECRET = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|api_[A-Za-z0-9]{20,})$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _secret_errors(node: Any, path: tuple[Any, ...], where: Locator) -> list[Diagnostic]:
+    """A config is committed and copied into plan.lock: it must never hold a token."""
+    if isinstance(node, dict):
+        return [d for k, v in node.items() for d in _secret_errors(v, (*path, k), where)]
+    if isinstance(node, list):
+        return [d for i, v in enumerate(node) for d in _secret_errors(v, (*path, i), where)]
+    if isinstance(node, str) and (_SECRET.match(node) or (path[:1] == ("tracking",) and _HEX40.match(node))):
+        return [where.diag(path, "this value looks like a secret token; configs and plans are committed and shared",
+                           "secret", expected="the NAME of an environment variable that holds it",
+                           hint="e.g. tracking.wandb.api_key_env: WANDB_API_KEY; export the token in the shell")]
+    return []
 
 
 def _catalog_names(file: str, section: str) -> dict[str, str] | None:
@@ -343,8 +362,6 @@ _NOT_SWEEPABLE = {"loft", "name", "sweep", "output_dir", "data.config", "model.b
 
 def _sweep_errors(sweep: dict[str, Any], config: dict[str, Any], where: Locator) -> list[Diagnostic]:
     """Each swept key must be a real config key, and each of its values (or range ends) valid for it."""
-    import re
-
     from jsonschema import Draft202012Validator
 
     diags: list[Diagnostic] = []

@@ -220,3 +220,13 @@ def test_validate_never_crashes(config: dict[str, object]) -> None:
         assert e.diagnostics and all(d.message for d in e.diagnostics)
     else:
         assert isinstance(out, dict)
+
+
+def test_secrets_are_refused() -> None:
+    d = one(OK + "export:\n  push_to_hub: org/model\ntracking:\n  wandb:\n    project: p\n"
+            "    api_key_env: 0123456789abcdef0123456789abcdef01234567\n")
+    assert d.key == "tracking.wandb.api_key_env"
+    d = one(OK + "eval:\n  prompts: [hf_abcdefghijklmnopqrstuvwxyz123456]\n")
+    assert d.code == "secret" and d.key == "eval.prompts[0]" and d.line == 7
+    doc = parse_text(OK + "tracking:\n  wandb: {project: p, api_key_env: MY_WANDB_KEY}\n")
+    validate(doc.data, doc=doc)
