@@ -1,0 +1,95 @@
+"""Atomic checkpoints: only complete ones are resumed from; a kill mid-save leaves the previous one usable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from loft.runtime.train import checkpoint
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_bundle import losses, make_bundle
+
+
+def _complete(root: Path, step: int) -> Path:
+    d = root / f"checkpoint-{step}"
+    d.mkdir(parents=True)
+    (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (d / checkpoint.MARKER).write_text("{}")
+    return d
+
+
+def test_newest_complete_skips_half_written(tmp_path):
+    ck = tmp_path / "checkpoints"
+    _complete(ck, 2)
+    _complete(ck, 10)
+    half = ck / "checkpoint-12"  # renamed without the marker cannot happen, but a foreign writer could
+    half.mkdir()
+    (half / "trainer_state.json").write_text("{}")
+    (ck / checkpoint.STAGING / "checkpoint-14").mkdir(parents=True)  # killed mid-save
+    (ck / "checkpoint-notanumber").mkdir()
+    assert checkpoint.newest_complete(ck) == ck / "checkpoint-10"
+    assert [p.name for p in checkpoint.complete_checkpoints(ck)] == ["checkpoint-2", "checkpoint-10"]
+    assert checkpoint.newest_complete(tmp_path / "missing") is None
+
+
+def test_publish_is_a_rename_and_rotate_keeps_the_newest(tmp_path):
+    ck = tmp_path / "checkpoints"
+    for step in (1, 2, 3):
+        staged = checkpoint.staging_dir(ck) / f"checkpoint-{step}"
+        staged.mkdir(parents=True)
+        (staged / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (staged / "weights").write_text(str(step))
+        final = checkpoint.publish(ck, step)
+        assert checkpoint.is_complete(final) and not staged.exists()
+    # the same step again replaces the old one
+    staged = checkpoint.staging_dir(ck) / "checkpoint-3"
+    staged.mkdir(parents=True)
+    (staged / "trainer_state.json").write_text("{}")
+    (staged / "weights").write_text("again")
+    checkpoint.publish(ck, 3)
+    assert (ck / "checkpoint-3" / "weights").read_text() == "again"
+    (ck / "checkpoint-9").mkdir()  # incomplete leftover
+    removed = checkpoint.rotate(ck, keep=2)
+    assert {p.name for p in removed} == {"checkpoint-1", "checkpoint-9"}
+    assert [p.name for p in checkpoint.complete_checkpoints(ck)] == ["checkpoint-2", "checkpoint-3"]
+    assert not checkpoint.staging_dir(ck).exists()
+
+
+@pytest.mark.slow
+def test_resume_after_kill_during_save_uses_previous_complete(tiny_model_dir, tmp_path):
+    """A run killed while writing checkpoint-6 resumes from checkpoint-3 and still ends like a clean run."""
+    from loft.runtime.plan import load
+    from loft.runtime.train.trainer import run
+
+    over = {"training.max_steps": 6, "training.save_steps": 3}
+    clean = make_bundle(tmp_path / "clean", tiny_model_dir, over)
+    assert run(load(clean)) == 0
+    crashed = make_bundle(tmp_path / "crash", tiny_model_dir, over)
+    assert run(load(crashed)) == 0
+    ck = crashed / "out" / "checkpoints"
+    # simulate SIGKILL during the save of step 6: its files are only partly in the staging directory
+    # (or, with a foreign writer, in place without the completion marker); final/ was never written
+    import shutil
+
+    shutil.rmtree(crashed / "out" / "final")
+    staged = checkpoint.staging_dir(ck) / "checkpoint-6"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    (ck / "checkpoint-6").rename(staged)
+    (staged / "optimizer.pt").write_bytes(b"\x00truncated")
+    (staged / checkpoint.MARKER).unlink()
+    half = ck / "checkpoint-6"
+    half.mkdir()
+    (half / "trainer_state.json").write_text("{\"global_step\": 6")  # cut off mid-write
+    assert checkpoint.newest_complete(ck) == ck / "checkpoint-3"
+
+    assert run(load(crashed)) == 0
+    report = json.loads((crashed / "out" / "train_report.json").read_text())
+    assert report["resumed_from"].endswith("checkpoint-3") and report["status"] == "completed"
+    assert not checkpoint.staging_dir(ck).exists()
+    assert checkpoint.is_complete(ck / "checkpoint-6")
+    got, want = losses(crashed), losses(clean)
+    assert [s for s, _ in got] == [1, 2, 3, 4, 5, 6]
+    assert all(abs(a - b) <= 1e-6 for (_, a), (_, b) in zip(got, want, strict=True))
