@@ -390,8 +390,13 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
     seq = cfg.get("sequence", {})
     source = plan.get("source", {})
     base = model.get("id") or model.get("path") or cfg.get("model", {}).get("base")
+    given = ((source.get("config") or {}).get("model") or {}) if isinstance(source.get("config"), dict) else {}
+    given_base = given.get("base") if isinstance(given, dict) else None
+    base_text = _code(base)
+    if model.get("path") and given_base and given_base != model.get("path"):
+        base_text += f" (bundled copy of {_code(given_base)})"
     model_rows = [
-        ("base", _code(base)),
+        ("base", base_text),
         ("revision", _code(model.get("revision")) if model.get("revision") else "not pinned"),
         ("architecture", f"{model.get('architecture') or '—'} (`{model.get('model_type') or '?'}`)"),
         ("parameters", _params(model.get("params"))),

@@ -180,3 +180,23 @@ def test_changed_config_is_named_and_config_flag(built: Path, tmp_path: Path) ->
 def test_bad_stage_exits_2(built: Path) -> None:
     r = subprocess.run(["bash", str(built / "run" / "launch.sh"), "badstage"], capture_output=True, text=True)
     assert r.returncode == 2 and "usage: bash launch.sh" in r.stderr
+
+
+def test_build_refuses_foreign_dir_and_failed_build_keeps_bundle(built: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(built)
+    foreign = built / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine\n")
+    assert cli.main(["build", "examples/quickstart.yaml", "-o", "notes"]) == 1
+    assert "not a loft bundle" in capsys.readouterr().err
+    assert sorted(p.name for p in foreign.iterdir()) == ["todo.txt"]
+    assert cli.main(["build", "examples/quickstart.yaml", "-o", "notes", "--force"]) == 0
+    assert (foreign / "todo.txt").read_text() == "mine\n" and (foreign / "plan.lock").is_file()
+
+    before = read_files(built / "run")
+    cfg = built / "examples" / "quickstart.yaml"
+    cfg.write_text(cfg.read_text().replace("max_steps: 40", "max_steps: -3"))
+    assert cli.main(["build", "examples/quickstart.yaml", "-o", "run"]) == 1
+    assert read_files(built / "run") == before
+    assert sorted(p.name for p in built.iterdir() if p.name.startswith(".")) == []
