@@ -193,8 +193,21 @@ class _Refuse(Exception):
     pass
 
 
-def _rewrite(text: str, e: _Expr, shared: bool, eot: str, specials: Mapping[str, Any]) -> str:
+def _joined(e: _Expr, nxt: _Expr | None, eot: str, specials: Mapping[str, Any]) -> _Expr:
+    """`{{ content }}{{ eos_token }}`: when the end-of-turn token comes from the very next expression (nothing
+    between them), treat the pair as one `(content) + (eos)` expression so both land in one block."""
+    if nxt is None or nxt.start != e.end:
+        return e
+    value = _evaluate(nxt.inner, specials)
+    if value is None or not value.lstrip().startswith(eot):
+        return e
+    return _Expr(e.start, nxt.end, f" ({e.inner.strip()}) + ({nxt.inner.strip()}) ", e.lflag, nxt.rflag, e.line)
+
+
+def _rewrite(text: str, e: _Expr, shared: bool, eot: str, specials: Mapping[str, Any],
+             nxt: _Expr | None = None) -> str:
     where = f"line {e.line}"
+    e = _joined(e, nxt, eot, specials)
     ops = split_plus(e.inner)
     if ops is None:
         raise _Refuse(f"{where}: the expression printing the assistant text is not a plain '+' chain "
@@ -275,7 +288,9 @@ def tag_template(text: str, *, end_of_turn: str | None = None,
         return TagResult(False, None, "no end-of-turn token follows the assistant messages in the render "
                          "(pass --end-of-turn if it is not special-token-shaped)")
     targets: list[tuple[_Expr, bool]] = []
-    for e in find_expressions(text):
+    exprs = find_expressions(text)
+    following = {e.start: exprs[k + 1] for k, e in enumerate(exprs[:-1])}
+    for e in exprs:
         if _STRING.match(e.inner.strip()) or e.inner.strip() in ("bos_token", "eos_token"):
             continue  # a constant never prints a message's text
         roles = _emitted_roles(_instrument(text, e), sp)
@@ -287,7 +302,7 @@ def tag_template(text: str, *, end_of_turn: str | None = None,
     tagged = text
     try:
         for e, shared in sorted(targets, key=lambda t: -t[0].start):  # from the end: offsets stay valid
-            tagged = _rewrite(tagged, e, shared, eot, sp)
+            tagged = _rewrite(tagged, e, shared, eot, sp, following.get(e.start))
     except _Refuse as r:
         return TagResult(False, None, str(r), end_of_turn=eot)
     convs = probe_conversations()

@@ -152,3 +152,17 @@ def test_cli_list_show_check_tag(shared_dir: Path, tmp_path: Path, capsys: pytes
     assert "identical on every probe" in capsys.readouterr().out
     assert main(["templates", "tag", str(shared_dir / REFS / "qwen3.jinja")]) == 1
     assert "cannot tag" in capsys.readouterr().err
+
+
+def test_tag_joins_content_and_eos_printed_side_by_side() -> None:
+    """`{{ m.content }}{{ eos_token }}`: two adjacent expressions, tagged as one block; system messages that
+    share the branch stay outside through the added role condition."""
+    alpaca = ("{% for m in messages %}{% if m.role == 'user' %}### Instruction:\n{{ m.content }}\n\n### Response:\n"
+              "{% else %}{{ m.content }}{{ eos_token }}\n{% endif %}{% endfor %}")
+    result = tag_template(alpaca)
+    assert result.ok and result.text is not None, result.reason
+    msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"}]
+    r = render_spans(result.text, msgs, eos_token="</s>")
+    assert r.text == render(alpaca, msgs, eos_token="</s>")
+    assert r.span_texts() == ["a</s>"]
