@@ -94,6 +94,18 @@ KNOWN_DEEPSPEED: dict[str, dict[str, Any]] = {
     "zero3_bf16_cpuoffload_params.json": {"stage": 3, "offload_optimizer": False, "offload_params": True},
 }
 DATASET_FORMATS = ("chat_template", "alpaca", "completion", "input_output", "sharegpt", "pretrain")
+# Dataset keys that only mean something for some types (others: Axolotl ignores them; a warning).
+_CHAT_KEYS = ("field_messages", "message_property_mappings", "message_field_role", "message_field_content",
+              "roles_to_train", "train_on_eos", "roles", "chat_template", "chat_template_jinja", "field_thinking",
+              "template_thinking_key")
+_TYPE_KEYS: dict[str, tuple[str, ...]] = {
+    "chat_template": _CHAT_KEYS,
+    "alpaca": ("field_instruction", "field_input", "field_output"),
+    "completion": ("field",),
+    "pretrain": ("text_column",),
+    "sharegpt": _CHAT_KEYS,
+}
+_TYPE_SPECIFIC = frozenset(k for keys in _TYPE_KEYS.values() for k in keys)
 _SPLIT = re.compile(r"^\s*(?P<split>[A-Za-z0-9_.-]+)\s*(\[\s*(?P<start>[^:\]]*)\s*:\s*(?P<end>[^\]]*)\s*\])?\s*$")
 _SECRET_KEY = re.compile(r"(api_key|secret|password|access_token|auth_token|hf_token|hub_token)$")
 _SECRET_OK = {"hf_use_auth_token"}
@@ -554,6 +566,7 @@ class _Translation:
             self.messages(loc, ds, item)
         elif base == "sharegpt":
             item["format"] = "sharegpt"
+            self.messages(loc, ds, item)
             self.warn([*loc, "type"], "Axolotl removed `sharegpt` types (use chat_template); loft still reads "
                       "ShareGPT rows (conversations / from / value)", code="axolotl-differs")
         elif base == "alpaca" and not style:
@@ -578,6 +591,16 @@ class _Translation:
                      expected="chat_template | alpaca | completion | input_output | sharegpt",
                      hint=did_you_mean(typ, DATASET_FORMATS))
             return None
+        relevant = _TYPE_KEYS.get(base, ())
+        for k, v in ds.items():
+            if k in _TYPE_SPECIFIC and k not in relevant and not _off(v):
+                self.warn([*loc, k], f"has no effect with type: {typ} (Axolotl ignores it too)",
+                          code="axolotl-ignored")
+        jinja = ds.get("chat_template_jinja")
+        if jinja and jinja != self.d.get("chat_template_jinja"):
+            self.err([*loc, "chat_template_jinja"], "a per-dataset Jinja template is not supported: loft renders "
+                     "every dataset with one template", hint="set chat_template_jinja at the top level")
+            bad = True
         split = ds.get("split")
         if split is not None:
             self.split(loc, str(split), item)

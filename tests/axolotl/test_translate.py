@@ -335,3 +335,15 @@ def test_bnb_kwargs_matching_loft_qlora_are_accepted() -> None:
     cfg, _ = tr(q + "bnb_config_kwargs:\n  bnb_4bit_use_double_quant: true\n")
     assert cfg["adapter"]["type"] == "qlora"
     assert [d.key for d in errors_of(q + "bnb_config_kwargs:\n  bnb_4bit_quant_type: fp4\n")] == ["bnb_config_kwargs"]
+
+
+def test_type_specific_dataset_keys() -> None:
+    cfg, _ = tr("datasets:\n  - path: x/y\n    type: sharegpt\n    roles_to_train: [assistant, user]\n")
+    assert cfg["data"]["datasets"][0]["roles_to_train"] == ["assistant", "user"]
+    cfg, warns = tr("datasets:\n  - path: x/z\n    type: alpaca\n    field_messages: conversations\n")
+    assert "field_messages" not in cfg["data"]["datasets"][0]
+    assert [(w.key, w.code) for w in warns if w.key.startswith("datasets[0]")] == [
+        ("datasets[0].field_messages", "axolotl-ignored")]
+    diags = errors_of("chat_template_jinja: a.jinja\ndatasets:\n  - path: x/y\n    type: chat_template\n"
+                      "    chat_template_jinja: b.jinja\n")
+    assert [d.key for d in diags] == ["datasets[0].chat_template_jinja"]
