@@ -430,8 +430,7 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
         length = f"{training.get('epochs', '—')} epochs"
     steps = derived.get("total_steps")
     train_rows = [
-        ("learning rate", f"{training.get('learning_rate')} ({training.get('lr_scheduler')}, "
-                          f"{derived.get('warmup_steps', '—')} warmup steps)"),
+        ("learning rate", f"{training.get('learning_rate')} ({training.get('lr_scheduler')}, {_warmup(derived, training)})"),
         ("optimizer", f"{training.get('optimizer')} (weight decay {training.get('weight_decay')}, "
                       f"max grad norm {training.get('max_grad_norm')})"),
         ("precision", f"{training.get('precision')}, gradient checkpointing "
@@ -573,6 +572,15 @@ def _flatten(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _flatten(node[k], f"{prefix}.{k}" if prefix else str(k))
     else:
         yield prefix, node
+
+
+def _warmup(derived: dict[str, Any], training: dict[str, Any]) -> str:
+    if derived.get("warmup_steps") is not None:
+        return f"{derived['warmup_steps']} warmup steps"
+    if training.get("warmup_steps") is not None:
+        return f"{training['warmup_steps']} warmup steps"
+    ratio = training.get("warmup_ratio")
+    return f"warmup {ratio:.0%} of the steps" if isinstance(ratio, int | float) else "no warmup"
 
 
 def _every(steps: Any) -> str:
