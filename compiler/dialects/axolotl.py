@@ -688,7 +688,6 @@ class _Translation:
         names = set(per_dataset)
         if isinstance(glob, str) and glob:
             names.add(glob)
-        names.discard("tokenizer_default") if len(names) > 1 and "tokenizer_default" in names and glob else None
         if len(names) > 1:
             top, i = next(iter(per_dataset.values()))
             self.err([top, i, "chat_template"], f"datasets use different chat templates ({', '.join(sorted(names))});"
