@@ -42,10 +42,9 @@ def main() -> None:
     args = ap.parse_args()
     num_proc: int | str = int(args.num_proc) if args.num_proc.isdigit() else "auto"
 
-    from transformers import AutoTokenizer
-
     from loft.runtime.plan import load
     from loft.runtime.prepare import run
+    from transformers import AutoTokenizer
 
     work = Path(tempfile.mkdtemp(prefix="loft-prepare-bench-"))
     try:
@@ -97,7 +96,7 @@ def main() -> None:
 
         res = {
             "samples": len(convs), "tokens": tokens, "cpus": os.cpu_count(),
-            "num_proc": rep["datasets"]["a"]["num_proc"] if "num_proc" in rep["datasets"]["a"] else num_proc,
+            "num_proc": rep["datasets"]["a"].get("num_proc", num_proc),
             "floor_tok_per_s": tokens / floor_s, "loop_tok_per_s": tokens / loop_s,
             "prepare_tok_per_s": tokens / prep_s, "prepare_s": prep_s, "loop_s": loop_s, "floor_s": floor_s,
             "vs_loop": loop_s / prep_s, "vs_floor": floor_s / prep_s,

@@ -119,3 +119,18 @@ def make_bundle(root: Path, model_dir: Path, datasets: list[dict[str, Any]], tem
     }
     write_plan(root, plan)
     return root
+
+
+_TOKENIZERS: dict[str, Path] = {}
+
+
+def tiny_tokenizer(family: str = "llama3") -> Path:
+    """A tiny BPE tokenizer of a chat family (examples/tiny.py), built once per test process."""
+    if family not in _TOKENIZERS:
+        import tempfile
+
+        from examples.tiny import build_tokenizer
+
+        _TOKENIZERS[family] = build_tokenizer(Path(tempfile.mkdtemp(prefix=f"loft-tok-{family}-")) / "tok",
+                                              family=family)
+    return _TOKENIZERS[family]

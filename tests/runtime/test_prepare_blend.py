@@ -1,0 +1,31 @@
+"""Blending: temperature shares, weights, epochs, deterministic draws, subset / eval amounts."""
+
+from __future__ import annotations
+
+import numpy as np
+from loft.runtime.prepare import blend
+
+
+def test_natural_proportions_at_t1_and_flattening_at_higher_t():
+    sizes = {"big": 900, "small": 100}
+    assert blend.counts(sizes, {}, {}, 1.0) == {"big": 900, "small": 100}
+    hot = blend.counts(sizes, {}, {}, 2.0)  # p ∝ sqrt(n): 30 : 10
+    assert hot == {"big": 750, "small": 250}
+    assert blend.counts(sizes, {"small": 3.0}, {}, 1.0) == {"big": 750, "small": 250}
+    assert blend.counts(sizes, {}, {"small": 2}, 1.0) == {"big": 900, "small": 200}
+
+
+def test_draw_repeats_full_passes_then_a_remainder():
+    idx = blend.draw(10, 25, blend.rng_for(1, "d"))
+    counts = np.bincount(idx, minlength=10)
+    assert len(idx) == 25 and counts.min() >= 2 and counts.max() <= 3
+    assert np.array_equal(idx, blend.draw(10, 25, blend.rng_for(1, "d")))
+    assert not np.array_equal(idx, blend.draw(10, 25, blend.rng_for(2, "d")))
+
+
+def test_take_count_and_fraction():
+    rng = blend.rng_for(0, "x")
+    assert len(blend.take(100, 0.1, rng)) == 10
+    assert len(blend.take(100, 7, rng)) == 7
+    assert len(blend.take(100, None, rng)) == 0
+    assert len(blend.take(5, 50, rng)) == 5
