@@ -417,6 +417,11 @@ class _Resolver:
         total_steps: int | None = t["max_steps"]
         if total_steps is None and not cfg["sequence"]["packing"] and rows is not None and isinstance(glob, int):
             total_steps = max(1, math.ceil(rows / glob * t["epochs"]))
+            steps_per_epoch = max(1, math.ceil(rows / glob))
+            # N evaluations / checkpoints per epoch become step counts once the epoch length is known
+            for per_epoch, every in (("evals_per_epoch", "eval_steps"), ("saves_per_epoch", "save_steps")):
+                if t[every] is None and t[per_epoch]:
+                    t[every] = max(1, steps_per_epoch // t[per_epoch])
         warmup = t["warmup_steps"]
         if warmup is None and total_steps is not None:
             warmup = math.ceil(total_steps * t["warmup_ratio"])

@@ -395,3 +395,14 @@ def test_axolotl_diagnostics_point_at_the_axolotl_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         plan_of(cfg)
     assert (e.value.diagnostics[0].line, e.value.diagnostics[0].col) == (4, 5)
+
+
+def test_evals_and_saves_per_epoch_become_steps_when_known(tmp_path: Path) -> None:
+    base = BASE_CONFIG.replace("  precision: fp32\n", "  precision: fp32\n  micro_batch_size: 4\n  evals_per_epoch: 4\n"
+                               "  saves_per_epoch: 2\n  epochs: 3\n")
+    cfg = make_project(tmp_path, base + "sequence: {packing: false}\n", rows=100)
+    t = plan_of(cfg).plan["config"]["training"]
+    assert (t["eval_steps"], t["save_steps"]) == (25 // 4, 25 // 2)  # 100 rows / 4 = 25 steps per epoch
+    cfg = make_project(tmp_path / "packed", base, rows=100)  # packing: epoch length known only after prepare
+    t = plan_of(cfg).plan["config"]["training"]
+    assert (t["eval_steps"], t["save_steps"]) == (None, None)
