@@ -143,3 +143,20 @@ def test_gpus_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
     assert "runpod" in capsys.readouterr().out
     assert main(["gpus", "--json"]) == 0
     assert "H200" in json.loads(capsys.readouterr().out)["gpus"]
+
+
+def test_axolotl_deepspeed_file_and_gpu_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Full fine-tune with Axolotl's zero3_bf16.json: ZeRO-3 on 8 GPUs holds a fraction of one GPU's states."""
+    text = (AXOLOTL.replace("Qwen/Qwen2.5-0.5B-Instruct", "meta-llama/Llama-3.1-8B-Instruct")
+            .replace("chat_template: qwen_25", "chat_template: llama3")
+            .replace("adapter: lora\n", "").replace("lora_r: 16\nlora_alpha: 32\nlora_dropout: 0.05\n", "")
+            .replace("lora_target_linear: true\n", "") + "deepspeed: deepspeed_configs/zero3_bf16.json\n")
+    cfg = str(write(tmp_path, text, "axolotl_ds.yml"))
+    one = run_json(capsys, cfg)
+    eight = run_json(capsys, cfg, "--num-gpus", "8")
+    assert one["vram"]["trainable_params"] == 8_030_261_248
+    assert one["vram"]["component_max"]["master_weights"] > 29  # DeepSpeed's fp32 master copy, 4 bytes × 8B
+    assert eight["vram"]["num_gpus"] == 8 and eight["vram"]["fits"]["H100"] and not one["vram"]["fits"]["H100"]
+    states = ("weights", "optimizer", "master_weights", "gradients")
+    assert sum(eight["vram"]["component_max"][k] for k in states) < sum(one["vram"]["component_max"][k]
+                                                                          for k in states) / 6

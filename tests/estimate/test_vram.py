@@ -227,3 +227,10 @@ def test_deterministic_and_rounded() -> None:
     assert a == b
     v = json.loads(a)["vram"]
     assert all(round(x, 3) == x for x in v["components"].values())
+
+
+def test_cpu_target_sizes_for_the_reference_gpu_without_time() -> None:
+    est = estimate_plan(plan(TINY, target__gpu="cpu", derived__total_tokens=10**6))
+    assert est["vram"]["gpu"] == "H100" and est["time"]["hours"] is None
+    assert any("cpu" in a for a in est["vram"]["assumptions"])
+    assert "unknown-gpu" not in {w["code"] for w in est["warnings"]}
