@@ -59,3 +59,17 @@ def test_every_corpus_config_is_detected_as_axolotl(shared_dir: Path) -> None:
     assert len(files) > 50
     for f in files:
         assert detect(parse(f))[0] == "axolotl", f.name
+
+
+def test_cli_dialect_flag_overrides_detection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from loft.compiler import cli
+
+    cfg = tmp_path / "axo.yml"
+    cfg.write_text("base_model: Qwen/Qwen2.5-0.5B\ndatasets:\n  - path: a/b\n    type: chat_template\n"
+                   "micro_batch_size: 1\ngradient_accumulation_steps: 1\nlearning_rate: 1e-4\n")
+    assert cli.main(["build", str(cfg), "-o", str(tmp_path / "run"), "-q", "--dialect", "axolotl"]) == 0
+    capsys.readouterr()
+    # read as a loft config, Axolotl's keys are unknown loft keys: exit 1 naming them, no traceback
+    assert cli.main(["build", str(cfg), "-o", str(tmp_path / "run2"), "--dialect", "loft"]) == 1
+    err = capsys.readouterr().err
+    assert "base_model" in err and "Traceback" not in err
