@@ -79,10 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from .train.model import StageError
 
+    user_errors: list[type[BaseException]] = [StageError, PlanError, RuntimeError, FileNotFoundError, KeyError]
     try:
-        result = _stage(args.stage)(bundle)
+        stage = _stage(args.stage)
+        if args.stage == "prepare":
+            from .prepare.errors import PrepareError
+
+            user_errors.append(PrepareError)
+        result = stage(bundle)
         return result if isinstance(result, int) else 0  # stages may return a report dict: success
-    except (StageError, PlanError, RuntimeError, FileNotFoundError, KeyError) as e:
+    except tuple(user_errors) as e:
         if args.debug or os.environ.get("LOFT_DEBUG"):
             raise
         what = f"the plan lacks {e}" if isinstance(e, KeyError) else str(e)

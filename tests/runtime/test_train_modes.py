@@ -91,6 +91,7 @@ def test_random_init_is_seeded(tiny_model_dir, tmp_path):
     assert torch.equal(s1[w], s2[w]) and not torch.equal(s1[w], sp[w])
 
 
+@pytest.mark.slow
 def test_qlora_on_cpu_fails_before_loading(tmp_path, tiny_model_dir):
     run = make_bundle(tmp_path, tiny_model_dir, {"adapter.type": "qlora"})
     (run / "model").unlink()  # nothing to load: the error must come first anyway
@@ -181,6 +182,7 @@ def test_aux_losses_inside_the_trainer_match_direct(tiny_model_dir, tmp_path):
     assert logged != pytest.approx(plain, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_adaptive_smoothing_needs_the_ambiguity_column(tiny_model_dir, tmp_path):
     run = make_bundle(tmp_path, tiny_model_dir, {"training.aux_losses.adaptive_label_smoothing.enabled": True})
     proc = subprocess.run([sys.executable, "-m", "loft.runtime", "train", str(run)], env=runtime_env(),
