@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -47,26 +48,36 @@ def project(tmp: Path) -> Path:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
+def _child_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path, cpu: list[float] | None = None) -> float:
+    """Wall seconds of one run; its CPU seconds (user + sys) appended to `cpu`, which a loaded machine
+    inflates far less than wall time."""
+    cpu0 = _child_cpu()
     start = time.perf_counter()
     r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
     elapsed = time.perf_counter() - start
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr}")
+    if cpu is not None:
+        cpu.append(_child_cpu() - cpu0)
     return elapsed
 
 
 def profile(cwd: Path) -> None:
     r = subprocess.run([PY, "-X", "importtime", *LOFTC[1:], "build", "examples/quickstart.yaml", "-o", "prof-run"],
                        cwd=cwd, capture_output=True, text=True, env=ENV)
-    rows = []
+    rows: list[tuple[int, str]] = []
     for line in r.stderr.splitlines():
         if line.startswith("import time:") and "|" in line and "cumulative" not in line:
-            _self, cum, name = (p.strip() for p in line[len("import time:"):].split("|"))
-            rows.append((int(cum), name))
+            _self, cumulative, name = (p.strip() for p in line[len("import time:"):].split("|"))
+            rows.append((int(cumulative), name))
     print("slowest imports (cumulative µs):")
-    for cum, name in sorted(rows, reverse=True)[:25]:
-        print(f"  {cum:>9}  {name}")
+    for us, module in sorted(rows, reverse=True)[:25]:
+        print(f"  {us:>9}  {module}")
 
 
 def main() -> None:
@@ -81,14 +92,22 @@ def main() -> None:
             return
         timed([*LOFTC, "build", "examples/quickstart.yaml", "-o", "warm"], cwd)  # byte-compile once
         timed(FLOOR, cwd)
-        build, floor = [], []
+        build: list[float] = []
+        floor: list[float] = []
+        build_cpu: list[float] = []
+        floor_cpu: list[float] = []
+        load0 = os.getloadavg()[0]
         for i in range(args.n):
-            floor.append(timed(FLOOR, cwd))
-            build.append(timed([*LOFTC, "build", "examples/quickstart.yaml", "-o", f"run-{i}"], cwd))
+            floor.append(timed(FLOOR, cwd, floor_cpu))
+            build.append(timed([*LOFTC, "build", "examples/quickstart.yaml", "-o", f"run-{i}"], cwd, build_cpu))
+        load1 = os.getloadavg()[0]
     b, f = statistics.median(build), statistics.median(floor)
+    bc, fc = statistics.median(build_cpu), statistics.median(floor_cpu)
     ratio = b / f
     print(f"machine: {platform.node() or '?'}  {platform.machine()}  {os.cpu_count()} CPUs  "
-          f"Python {platform.python_version()}")
+          f"Python {platform.python_version()}  load average {load0:.1f} → {load1:.1f}")
+    print(f"CPU time (user+sys), medians: floor {fc * 1000:.0f} ms, build {bc * 1000:.0f} ms, "
+          f"ratio {bc / fc:.2f}x")
     print(f"samples: {args.n} of each, alternating")
     print(f"floor  (import ruamel.yaml, jsonschema, jinja2): median {f * 1000:.0f} ms  "
           f"(min {min(floor) * 1000:.0f}, max {max(floor) * 1000:.0f})")
