@@ -32,6 +32,7 @@ def make_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[
     parser = argparse.ArgumentParser(
         prog="loftc", description="Compile a fine-tuning config into a locked, reproducible run bundle.")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    parser.add_argument("--version", action="version", version=f"loftc {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     mods: dict[str, ModuleType] = {}
@@ -45,6 +46,12 @@ def make_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[
         if p is not None and not any("--debug" in a.option_strings for a in p._actions):
             p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks")
     return parser, mods
+
+
+def _version() -> str:
+    from .resolve import LOFT_VERSION
+
+    return LOFT_VERSION
 
 
 def print_diagnostics(diags: Sequence[Diagnostic]) -> None:
