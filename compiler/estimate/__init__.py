@@ -79,7 +79,16 @@ def _unknown(reason: str) -> dict[str, Any]:
 
 def estimate_plan(plan: Mapping[str, Any], gpu: str | None = None, num_gpus: int | None = None,
                   provider: str | None = None, micro_batch: int | None = None) -> dict[str, Any]:
-    """The plan's `estimate`: vram, time, cost, warnings. Keyword overrides are the CLI's --gpu etc."""
+    """The plan's `estimate`: vram, time, cost, warnings. Keyword overrides are the CLI's --gpu etc.
+    Never raises on odd input: a configuration it cannot size gets an estimate marked unknown."""
+    try:
+        return _estimate(plan, gpu, num_gpus, provider, micro_batch)
+    except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        return _unknown(f"the estimator cannot size this configuration ({type(exc).__name__}: {exc})")
+
+
+def _estimate(plan: Mapping[str, Any], gpu: str | None, num_gpus: int | None, provider: str | None,
+              micro_batch: int | None) -> dict[str, Any]:
     try:
         setup, why = setup_from_plan(plan)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:  # malformed facts: say so, never crash

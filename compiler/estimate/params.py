@@ -9,6 +9,7 @@ Llama-3.2-1B (1,235,814,400).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -114,9 +115,9 @@ class Arch:
 
 def _int(facts: Mapping[str, Any], key: str) -> int | None:
     value = facts.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
-    return int(value) if value > 0 else None
+    return int(value) if value >= 1 else None
 
 
 def arch_from_facts(facts: Mapping[str, Any]) -> Arch | None:

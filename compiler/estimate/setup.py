@@ -6,6 +6,7 @@ what the numbers were computed for.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +36,7 @@ def _get(d: Mapping[str, Any] | None, *keys: str, default: Any = None) -> Any:
 
 
 def _pos_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return int(value) if value >= 1 else None
 
@@ -126,7 +127,7 @@ def setup_from_plan(plan: Mapping[str, Any]) -> tuple[Setup | None, str]:
         adapter = "lora"
     r = _pos_int(_get(cfg, "adapter", "r")) or 16
     dropout = _get(cfg, "adapter", "dropout", default=0.0)
-    dropout = float(dropout) if isinstance(dropout, (int, float)) else 0.0
+    dropout = float(dropout) if isinstance(dropout, (int, float)) and math.isfinite(dropout) else 0.0
     targets = _get(cfg, "adapter", "target_modules", default="all-linear")
     lora_params = count_lora_params(arch, r, targets) if adapter != "none" else 0
     if adapter != "none" and lora_params == 0:
