@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .model import StageError, is_adapter_dir, load_base_model, torch_dtype
+from .model import StageError, fit_embeddings, is_adapter_dir, load_base_model, load_tokenizer, torch_dtype
 
 if TYPE_CHECKING:
     from ..plan import Bundle
@@ -26,6 +26,7 @@ def load_trained(bundle: Bundle, *, merge: bool = False) -> Any:
         from peft import PeftModel
 
         base = load_base_model(bundle, for_training=False)
+        fit_embeddings(base, load_tokenizer(bundle))  # as train did, before the adapter's saved embeddings load
         model = PeftModel.from_pretrained(base, str(final))
         return model.merge_and_unload() if merge else model
     from transformers import AutoModelForCausalLM

@@ -68,10 +68,31 @@ def load_tokenizer(bundle: Bundle) -> Any:
     src, rev = tokenizer_source(bundle)
     tok = AutoTokenizer.from_pretrained(src, revision=rev,
                                         trust_remote_code=bool(bundle.config["model"].get("trust_remote_code")))
+    apply_special_tokens(tok, bundle.config["model"].get("special_tokens") or {})
     template = chat_template(bundle)
     if template is not None:
         tok.chat_template = template
     return tok
+
+
+def apply_special_tokens(tok: Any, special: dict[str, Any]) -> int:
+    """``model.special_tokens``: set bos/eos/pad/unk on the tokenizer, adding tokens the vocabulary lacks.
+
+    Returns how many tokens were added (the model's embeddings must then grow: ``fit_embeddings``).
+    """
+    wanted = {k: v for k, v in special.items() if v}
+    if not wanted:
+        return 0
+    return int(tok.add_special_tokens(wanted))
+
+
+def fit_embeddings(model: Any, tok: Any) -> bool:
+    """Grow the embeddings when the tokenizer has more tokens than the model (new special tokens)."""
+    size = model.get_input_embeddings().weight.shape[0]
+    if len(tok) <= size:
+        return False
+    model.resize_token_embeddings(len(tok))
+    return True
 
 
 def torch_dtype(name: str) -> Any:

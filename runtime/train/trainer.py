@@ -20,7 +20,7 @@ from . import autobatch, checkpoint
 from .collate import LoftCollator
 from .losses import aux_losses_active, causal_lm_loss
 from .metrics import BatchRecorder, MetricsCallback, read_jsonl, report_to
-from .model import StageError, apply_adapter, check_qlora, load_base_model, load_tokenizer
+from .model import StageError, apply_adapter, check_qlora, fit_embeddings, load_base_model, load_tokenizer
 from .stop import StopCallback, StopRequest, clear_sentinel
 
 if TYPE_CHECKING:
@@ -94,7 +94,21 @@ def _batch_shape(bundle: Bundle, on_gpu: bool, probe_factory: Any) -> tuple[int,
     return result.micro_batch_size, result.gradient_accumulation_steps, {**result.as_dict(), "calibrated": True}
 
 
-def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, on_gpu: bool) -> Any:
+def per_epoch_steps(t: dict[str, Any], rows: int | None, micro: int, accum: int, world: int) -> tuple[Any, Any]:
+    """(eval_steps, save_steps): the plan's, or ``max(1, steps_per_epoch // N)`` for ``evals/saves_per_epoch``
+    once prepare has fixed the row count (the compiler fills them itself when it already knew it)."""
+    eval_steps, save_steps = t.get("eval_steps"), t.get("save_steps")
+    if rows:
+        steps_per_epoch = max(1, -(-rows // (micro * accum * world)))
+        if eval_steps is None and t.get("evals_per_epoch"):
+            eval_steps = max(1, steps_per_epoch // int(t["evals_per_epoch"]))
+        if save_steps is None and t.get("saves_per_epoch"):
+            save_steps = max(1, steps_per_epoch // int(t["saves_per_epoch"]))
+    return eval_steps, save_steps
+
+
+def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, on_gpu: bool,
+                       train_rows: int | None = None) -> Any:
     from transformers import TrainingArguments
 
     cfg = bundle.config
@@ -103,11 +117,14 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
     flags, note = precision_flags(t.get("precision", "bf16"), on_gpu)
     if note:
         _say(note)
+    extra_opt: dict[str, Any] = {}
     warmup: Any = d.get("warmup_steps")
     if warmup is None:  # total steps unknown at build time: the ratio (Trainer takes a float < 1 as a ratio)
         warmup = t.get("warmup_steps") if t.get("warmup_steps") is not None else float(t.get("warmup_ratio") or 0)
-    eval_steps = t.get("eval_steps")
-    save_steps = t.get("save_steps")
+    eval_steps, save_steps = per_epoch_steps(t, train_rows, micro, accum, _world())
+    for key in ("adam_beta1", "adam_beta2", "adam_epsilon"):
+        if t.get(key) is not None:
+            extra_opt[key] = float(t[key])
     sched_kwargs = dict(t.get("lr_scheduler_kwargs") or {})
     if t.get("lr_scheduler") == "cosine_with_min_lr" and not sched_kwargs:
         sched_kwargs = {"min_lr_rate": 0.1}
@@ -161,6 +178,7 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
         disable_tqdm=False,
         **flags,
         **extra,
+        **extra_opt,
     )
 
 
@@ -251,7 +269,10 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     from transformers import set_seed
 
     set_seed(int(cfg["training"].get("seed", 42)))  # adapter init draws from the global RNG
-    model = apply_adapter(load_base_model(bundle), bundle)
+    base = load_base_model(bundle)
+    if fit_embeddings(base, tokenizer):
+        _say(f"model.special_tokens added tokens: embeddings resized to {len(tokenizer)}")
+    model = apply_adapter(base, bundle)
     if _rank() == 0 and hasattr(model, "print_trainable_parameters"):
         model.print_trainable_parameters()
 
@@ -260,7 +281,7 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
         return autobatch.cuda_probe(model, [train_ds[i] for i in range(min(len(train_ds), 256))], collator)
 
     micro, accum, auto_record = _batch_shape(bundle, on_gpu, probe_factory)
-    args = training_arguments(bundle, micro, accum, eval_ds is not None, on_gpu)
+    args = training_arguments(bundle, micro, accum, eval_ds is not None, on_gpu, len(train_ds))
 
     resume = checkpoint.newest_complete(ckpts)
     resume_step = None

@@ -188,3 +188,27 @@ def test_adaptive_smoothing_needs_the_ambiguity_column(tiny_model_dir, tmp_path)
     proc = subprocess.run([sys.executable, "-m", "loft.runtime", "train", str(run)], env=runtime_env(),
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 1 and "ambiguity" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_axolotl_extension_keys(tiny_model_dir, tmp_path):
+    """evals/saves_per_epoch become step counts from the prepared row count; adam betas reach the optimizer;
+    model.special_tokens are set on the tokenizer and grow the embeddings when new."""
+    from loft.runtime.train.model import fit_embeddings, load_base_model, load_tokenizer
+    from loft.runtime.train.trainer import per_epoch_steps, training_arguments
+
+    t = {"eval_steps": None, "save_steps": None, "evals_per_epoch": 4, "saves_per_epoch": 2}
+    assert per_epoch_steps(t, rows=100, micro=2, accum=2, world=1) == (6, 12)  # 25 steps per epoch
+    assert per_epoch_steps({**t, "eval_steps": 3}, rows=100, micro=2, accum=2, world=1) == (3, 12)
+    assert per_epoch_steps(t, rows=None, micro=2, accum=2, world=1) == (None, None)
+    b = _bundle(tmp_path, tiny_model_dir, {"training.adam_beta2": 0.95, "training.adam_epsilon": 1e-6,
+                                           "training.save_steps": None, "training.saves_per_epoch": 5,
+                                           "model.special_tokens": {"pad_token": "<|brand_new_pad|>"}})
+    args = training_arguments(b, micro=2, accum=2, has_eval=False, on_gpu=False, train_rows=40)
+    assert (args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (0.9, 0.95, 1e-6)
+    assert args.save_strategy == "steps" and args.save_steps == 2
+    tok = load_tokenizer(b)
+    assert tok.pad_token == "<|brand_new_pad|>"
+    model = load_base_model(b)
+    before = model.get_input_embeddings().weight.shape[0]
+    assert fit_embeddings(model, tok) and model.get_input_embeddings().weight.shape[0] == before + 1
+    assert not fit_embeddings(model, tok)
