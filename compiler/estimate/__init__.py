@@ -67,12 +67,12 @@ def _sharded(s: Setup) -> bool:
 
 
 def _unknown(reason: str) -> dict[str, Any]:
-    return {
-        "unknown": reason,
-        "vram": {"total_gib": None, "components": {}, "phase_peaks": {}, "fits": {}, "recommended": None,
-                 "max_micro_batch": None, "assumptions": []},
-        "time": {"hours": None, "tokens": None, "flops": None, "tokens_per_s": None, "basis": reason},
-        "cost": {"cheapest": None, "total_usd": None, "options": []},
+    return {  # plan.schema.json allows only vram/time/cost/warnings at this level: the reason sits in each
+        "vram": {"unknown": reason, "total_gib": None, "components": {}, "phase_peaks": {}, "fits": {},
+                 "recommended": None, "max_micro_batch": None, "assumptions": []},
+        "time": {"unknown": reason, "hours": None, "tokens": None, "flops": None, "tokens_per_s": None,
+                 "basis": reason},
+        "cost": {"unknown": reason, "cheapest": None, "total_usd": None, "options": []},
         "warnings": [{"code": "estimate-unknown", "message": reason}],
     }
 

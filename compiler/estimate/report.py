@@ -50,10 +50,11 @@ def _table(header: list[str], rows: list[list[str]], md: bool) -> list[str]:
 def _lines(est: Mapping[str, Any], md: bool) -> list[str]:
     h = (lambda s: f"#### {s}") if md else (lambda s: f"{s}:")
     out: list[str] = []
-    if est.get("unknown"):
-        out.append(("**Estimate unavailable:** " if md else "estimate unavailable: ") + str(est["unknown"]))
-        return out
     v = est.get("vram") or {}
+    if v.get("unknown") or v.get("total_gib") is None:
+        why = v.get("unknown") or "no VRAM figure in this estimate"
+        out.append(("**Estimate unavailable:** " if md else "estimate unavailable: ") + str(why))
+        return out
     t = est.get("time") or {}
     c = est.get("cost") or {}
     fits = v.get("fits") or {}

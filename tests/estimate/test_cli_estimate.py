@@ -132,7 +132,7 @@ def test_unknown_hub_model_warns_instead_of_crashing(tmp_path: Path, capsys: pyt
     assert main(["estimate", cfg]) == 0
     assert "estimate unavailable" in capsys.readouterr().out
     est = run_json(capsys, cfg)
-    assert est["unknown"] and est["vram"]["total_gib"] is None
+    assert est["vram"]["unknown"] and est["vram"]["total_gib"] is None
 
 
 def test_gpus_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from estimate_facts import TINY, plan
 from hypothesis import given, settings
@@ -33,9 +34,18 @@ def test_never_raises(facts: dict, over: dict) -> None:
 def test_non_finite_numbers() -> None:
     inf, nan = float("inf"), float("nan")
     for facts in ({"hidden_size": inf}, {"num_hidden_layers": nan}, {"vocab_size": -inf}):
-        assert estimate_plan(plan({**TINY, **facts}))["unknown"]
+        assert estimate_plan(plan({**TINY, **facts}))["vram"]["unknown"]
     for over in ({"training__micro_batch_size": inf}, {"sequence__max_length": nan}, {"adapter__dropout": nan},
                  {"target__num_gpus": inf}, {"derived__total_tokens": inf}):
         est = estimate_plan(plan(TINY, **over))
         json.dumps(est, allow_nan=False)
         assert est["vram"]["total_gib"] > 0
+
+
+def test_estimates_match_the_plan_schema() -> None:
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "plan.schema.json").read_text())
+    sub = schema["properties"]["estimate"]
+    for p in (plan(TINY), plan({}), plan(TINY, adapter__type="qlora", derived__total_tokens=10**6)):
+        jsonschema.validate(estimate_plan(p), sub)

@@ -205,7 +205,7 @@ def test_obviously_oom_configs_do_not_fit_80gb() -> None:
                                    {**TINY, "vocab_size": "many"}])
 def test_unknown_facts_never_crash(model: dict) -> None:
     est = estimate_plan(plan(model))
-    assert est["unknown"] and est["vram"]["total_gib"] is None and est["warnings"][0]["code"] == "estimate-unknown"
+    assert est["vram"]["unknown"] and est["vram"]["total_gib"] is None and est["warnings"][0]["code"] == "estimate-unknown"
     json.dumps(est)
 
 
