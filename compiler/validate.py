@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,18 @@ def _merge_data_config(config: dict[str, Any], where: Locator) -> list[Diagnosti
     if diags:
         return diags
     where.data_keys = {k for k in fdata if k not in data}
+    _rebase_paths(fdata, path.parent, base)
     config["data"] = {**fdata, **data}
     return []
+
+
+def _rebase_paths(fdata: dict[str, Any], data_dir: Path, config_dir: Path) -> None:
+    """Dataset paths in a data file are relative to that file: rewrite the ones that exist there so that
+    they are relative to the config, like every other path (hub ids and absolute paths stay as they are)."""
+    for ds in fdata.get("datasets") or []:
+        p = ds.get("path") if isinstance(ds, dict) else None
+        if isinstance(p, str) and not os.path.isabs(os.path.expanduser(p)) and (data_dir / p).exists():
+            ds["path"] = Path(os.path.relpath(data_dir / p, config_dir)).as_posix()
 
 
 # --- schema errors → diagnostics -------------------------------------------------------------------------

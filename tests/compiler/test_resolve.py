@@ -406,3 +406,13 @@ def test_evals_and_saves_per_epoch_become_steps_when_known(tmp_path: Path) -> No
     cfg = make_project(tmp_path / "packed", base, rows=100)  # packing: epoch length known only after prepare
     t = plan_of(cfg).plan["config"]["training"]
     assert (t["eval_steps"], t["save_steps"]) == (None, None)
+
+
+def test_paths_in_a_data_file_are_relative_to_it(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("  datasets:\n    - path: data/chat.jsonl\n", "  config: data/mix.yaml\n")
+    cfg = make_project(tmp_path, text, rows=7)
+    (tmp_path / "data" / "mix.yaml").write_text("datasets:\n  - path: chat.jsonl\n  - path: org/hub-data\n"
+                                                "    revision: 0123abc\n")
+    r = plan_of(cfg, tmp_path / "run")
+    got = [(d["source"], d["path"], d["rows"]) for d in r.plan["data"]["datasets"]]
+    assert got == [("local", "data/chat.jsonl", 7), ("hub", "org/hub-data", None)]
