@@ -75,6 +75,12 @@ def output_dirs(plan_bytes: bytes | None) -> set[str]:
 def write_bundle(out_dir: Path, files: dict[str, bytes], force: bool) -> None:
     """Write `files` + MANIFEST.sha256 to `out_dir` via a temp dir and rename; see the module docstring."""
     out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.is_symlink():
+        out_dir = out_dir.resolve()  # swap the directory it points to, keep the link
+    for rel in files:
+        parts = rel.split("/")
+        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"bundle file path {rel!r} is not a plain relative path")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError.one(f"{out_dir} exists and is not a directory", key="-o", code="out-not-dir")
     existing = out_dir.is_dir() and any(out_dir.iterdir())

@@ -189,3 +189,17 @@ def test_launch_sh_says_train_resumes(tmp_path: Path) -> None:
                        env={**env, "LOFT_TRIAL": "1"})
     assert r.returncode == 0 and "resumes from the newest complete checkpoint" in r.stderr
     assert "out/trial-1/checkpoints" in r.stderr
+
+
+def test_symlinked_out_dir_and_bad_paths(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    write_bundle(real, _files(), force=False)
+    (real / "out").mkdir()
+    (real / "out" / "keep").write_text("x")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    write_bundle(link, _files(), force=False)
+    assert link.is_symlink() and (real / "out" / "keep").read_text() == "x" and bundle.is_bundle(real)
+    with pytest.raises(ValueError, match="plain relative path"):
+        write_bundle(tmp_path / "x", {"../escape": b""}, force=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "escape").exists()
