@@ -416,3 +416,29 @@ def test_paths_in_a_data_file_are_relative_to_it(tmp_path: Path) -> None:
     r = plan_of(cfg, tmp_path / "run")
     got = [(d["source"], d["path"], d["rows"]) for d in r.plan["data"]["datasets"]]
     assert got == [("local", "data/chat.jsonl", 7), ("hub", "org/hub-data", None)]
+
+
+@pytest.mark.parametrize("weights,epochs,temperature,subset,eval_split", [
+    ((1.0, 1.0), (1, 1), 1.0, None, 0.0),
+    ((3.0, 1.0), (2, 1), 1.0, None, 0.1),
+    ((1.0, 0.5), (1, 0.5), 4.0, 30, 3),
+])
+def test_derived_rows_follow_the_runtime_blend(tmp_path: Path, weights: tuple[float, float],
+                                               epochs: tuple[float, float], temperature: float,
+                                               subset: int | None, eval_split: float | int) -> None:
+    blend = pytest.importorskip("loft.runtime.prepare.blend")
+    text = BASE_CONFIG.replace("    - path: data/chat.jsonl\n", (
+        f"    - path: data/chat.jsonl\n      weight: {weights[0]}\n      epochs: {epochs[0]}\n"
+        + (f"      subset: {subset}\n" if subset is not None else "")
+        + f"    - path: data/small.jsonl\n      weight: {weights[1]}\n      epochs: {epochs[1]}\n"
+        f"  eval_split: {eval_split}\n  temperature: {temperature}\n"))
+    cfg = make_project(tmp_path, text, rows=100)
+    (tmp_path / "data" / "small.jsonl").write_text((tmp_path / "data" / "chat.jsonl").read_text().split("\n", 40)[-1])
+    rows = plan_of(cfg).plan["derived"]["rows"]
+    n0 = min(100, subset) if subset is not None else 100
+    n1 = 60
+    take = (lambda n: round(n * eval_split)) if isinstance(eval_split, float) else (lambda n: min(n, eval_split))
+    sizes = {"chat": n0 - take(n0), "small": n1 - take(n1)}
+    expected = blend.counts(sizes, {"chat": weights[0], "small": weights[1]},
+                            {"chat": epochs[0], "small": epochs[1]}, temperature)
+    assert rows == sum(expected.values())
