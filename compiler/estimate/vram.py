@@ -158,8 +158,8 @@ def _cast_cache_bytes(s: Setup, phase: str) -> float:
     a = s.arch
     if s.adapter == "qlora" and s.precision != "fp32":
         return 2.0 * a.embedding  # the fp32 lm_head's bf16 copy (the 4-bit linears dequantise per matmul)
-    if not s.autocast:
-        return 0.0
+    if not s.autocast or shards(s).params > 1:
+        return 0.0  # sharded: FSDP casts each gathered unit (counted in the gathered working set)
     full = 2.0 * (_linear_params(s) + a.embedding)  # every linear + the lm_head (tied or not)
     if phase == "forward" or not s.grad_ckpt:
         return full
