@@ -12,6 +12,7 @@ and review the diff like any other change.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -90,8 +91,11 @@ def test_golden_bundle(example: str, tmp_path: Path, tiny_model: Path, monkeypat
     for name, text in current.items():
         path = snap / name
         assert path.is_file(), f"no snapshot {path}: run UPDATE_GOLDEN=1 pytest {Path(__file__).name}"
-        assert text == path.read_text(encoding="utf-8"), (
-            f"{example}: {name} differs from {path}; if the change is intended, run UPDATE_GOLDEN=1")
+        want = path.read_text(encoding="utf-8")
+        if text != want:
+            diff = "".join(list(difflib.unified_diff(want.splitlines(True), text.splitlines(True), str(path),
+                                                     f"{example} now"))[:60])
+            pytest.fail(f"{example}: {name} differs from its snapshot; if intended, run UPDATE_GOLDEN=1\n{diff}")
     assert [d for d in verify(root / "run") if d.severity == "error"] == []
     assert subprocess.run(["bash", "-n", str(root / "run" / "launch.sh")]).returncode == 0
     for extra in ("slurm.sbatch",):
