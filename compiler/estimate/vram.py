@@ -292,7 +292,7 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
             grads += gb * s.trainable  # DDP's gradient buckets, separate from .grad
     accumulating = s.grad_accum > 1
     emb_trainable = s.adapter == "none"
-    emb_bwd = 6.0 * a.embedding / sh.grads if emb_trainable else 0.0  # fp32 dense grad + cast, then added
+    emb_bwd = 6.0 * a.embedding if emb_trainable else 0.0  # fp32 dense grad + cast (full size before any reduce)
 
     saved = saved_activation_bytes_per_token(s) * t
     layer = (layer_activation_bytes_per_token(s) + 4.0 * s.compute_bytes * a.hidden) * t + _eager_mask_bytes(s)
