@@ -442,3 +442,26 @@ def test_derived_rows_follow_the_runtime_blend(tmp_path: Path, weights: tuple[fl
     expected = blend.counts(sizes, {"chat": weights[0], "small": weights[1]},
                             {"chat": epochs[0], "small": epochs[1]}, temperature)
     assert rows == sum(expected.values())
+
+
+# published parameter counts (model cards), in billions; Gemma 3 4B+ without the ~0.4B vision tower
+PUBLISHED = {
+    "Qwen/Qwen2.5-0.5B": 0.49, "Qwen/Qwen2.5-7B": 7.61, "Qwen/Qwen2.5-72B": 72.7, "Qwen/Qwen3-0.6B": 0.6,
+    "Qwen/Qwen3-8B": 8.2, "Qwen/Qwen3-32B": 32.8, "Qwen/Qwen3-30B-A3B": 30.5, "meta-llama/Llama-3.2-1B": 1.24,
+    "meta-llama/Llama-3.2-3B": 3.21, "meta-llama/Llama-3.1-8B": 8.03, "meta-llama/Llama-3.1-70B": 70.6,
+    "meta-llama/Llama-3.1-405B": 405.9, "mistralai/Mistral-7B-v0.3": 7.25, "mistralai/Mistral-Nemo-Base-2407": 12.2,
+    "google/gemma-2-2b": 2.61, "google/gemma-2-9b": 9.24, "google/gemma-2-27b": 27.2, "google/gemma-3-1b-pt": 1.0,
+    "google/gemma-3-27b-pt": 27.0, "microsoft/Phi-3.5-mini-instruct": 3.82, "microsoft/phi-4": 14.7,
+    "HuggingFaceTB/SmolLM2-135M": 0.135, "HuggingFaceTB/SmolLM2-1.7B": 1.71, "HuggingFaceTB/SmolLM3-3B": 3.08,
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": 1.1,
+}
+
+
+@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
+def test_catalog_facts_give_the_published_parameter_count(hub_id: str) -> None:
+    from loft.compiler.estimate.params import count_params
+
+    facts = models.lookup(hub_id)
+    assert facts is not None
+    n = count_params(facts)
+    assert n is not None and abs(n / 1e9 - PUBLISHED[hub_id]) / PUBLISHED[hub_id] < 0.03, (hub_id, n)
