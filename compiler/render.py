@@ -422,7 +422,8 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
     data_cfg = cfg.get("data", {})
     micro, accum = derived.get("micro_batch_size"), derived.get("gradient_accumulation_steps")
     world, glob = derived.get("world_size", launch["world_size"]), derived.get("global_batch_size")
-    batch = (f"{micro} micro × {accum} accumulation × {world} GPUs = **{glob}** sequences per step"
+    devices = f"{world} GPU(s)" if launch["gpus_per_node"] else f"{world} CPU process(es)"
+    batch = (f"{micro} micro × {accum} accumulation × {devices} = **{glob}** sequences per step"
              f", {_int(derived.get('tokens_per_step'))} tokens per step")
     if training.get("max_steps"):
         length = f"{training['max_steps']} steps (max_steps)"

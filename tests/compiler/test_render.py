@@ -181,7 +181,7 @@ def test_plan_md_has_what_a_reviewer_needs() -> None:
                        warnings=[{"code": "unpinned-revision", "key": "model.revision", "message": "pin it"}])
     md = render_bundle(plan, {})["plan.md"].decode()
     for needle in ("LlamaForCausalLM", "`data/chat.jsonl`", "2,026", "`bbbbbbbbbbbb`", "llama3",
-                   "r=16, alpha=32", "0.0002", "1 micro × 8 accumulation × 1 GPUs = **8**", "253 steps",
+                   "r=16, alpha=32", "0.0002", "1 micro × 8 accumulation × 1 GPU(s) = **8**", "253 steps",
                    "## Estimate", "## Sweep (2 trials", "`unpinned-revision`", "pin it"):
         assert needle in md, needle
     assert md.endswith("\n") and "\n\n\n" not in md
