@@ -106,6 +106,9 @@ def test_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert schema["$schema"].endswith("2020-12/schema") and "training" in schema["properties"]
     assert main(["schema", "--plan"]) == 0
     assert json.loads(capsys.readouterr().out)["title"] == "loft plan.lock"
+    assert main(["schema", "--table"]) == 0
+    assert "| `training.learning_rate` | number (> 0, ≤ 1) | `0.0002` |" in capsys.readouterr().out
+    assert main(["schema", "--plan", "--table"]) == 2
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -98,6 +98,13 @@ def test_docs_table_lists_exactly_the_schema_keys() -> None:
     assert sorted(documented - set(KEYS)) == [], "in docs/config.md, not in the schema"
 
 
+def test_docs_table_is_what_loftc_schema_table_prints() -> None:
+    from loft.compiler.commands.schema import markdown_table
+
+    assert DOC[DOC.index("| key | type | default | what |"):] == markdown_table(load_schema()), (
+        "regenerate the table: loftc schema --table")
+
+
 def test_docs_table_defaults_and_descriptions_match() -> None:
     import json
 
