@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from h1_project import BASE_CONFIG, TINY_MODEL_CONFIG, make_project, with_keys
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from loft.compiler import models, pipeline
 from loft.compiler.errors import ConfigError
 from loft.compiler.validate import load_schema
@@ -465,3 +467,35 @@ def test_catalog_facts_give_the_published_parameter_count(hub_id: str) -> None:
     assert facts is not None
     n = count_params(facts)
     assert n is not None and abs(n / 1e9 - PUBLISHED[hub_id]) / PUBLISHED[hub_id] < 0.03, (hub_id, n)
+
+
+# --- robustness: valid settings in any combination resolve, and the batch arithmetic holds -------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(adapter=st.sampled_from(["none", "lora", "qlora"]), packing=st.booleans(),
+       micro=st.sampled_from([1, 2, 8, "auto"]), glob=st.sampled_from([None, 16, 64]),
+       gpus=st.sampled_from([1, 2, 8]), nodes=st.sampled_from([1, 2]), stage=st.sampled_from([0, 2, 3]),
+       max_steps=st.sampled_from([None, 5]), max_length=st.sampled_from([128, "auto"]))
+def test_any_valid_combination_resolves(tmp_path_factory: pytest.TempPathFactory, adapter: str, packing: bool,
+                                        micro: int | str, glob: int | None, gpus: int, nodes: int, stage: int,
+                                        max_steps: int | None, max_length: int | str) -> None:
+    kind = "multi_node" if nodes > 1 else "multi_gpu" if gpus > 1 else "local"
+    text = GPU_BASE + (
+        f"adapter: {{type: {adapter}}}\nsequence: {{packing: {str(packing).lower()}, max_length: {max_length}}}\n"
+        f"training: {{micro_batch_size: {micro}, global_batch_size: {glob if glob else 'null'}, "
+        f"max_steps: {max_steps or 'null'}, learning_rate: 1.0e-5}}\n"
+        f"deepspeed: {{stage: {stage}}}\ntarget: {{kind: {kind}, num_gpus: {gpus}, nodes: {nodes}}}\n")
+    cfg = make_project(tmp_path_factory.mktemp("combo"), text, rows=50)
+    try:
+        p = plan_of(cfg).plan
+    except ConfigError as e:  # only the batch arithmetic may refuse a combination
+        assert {d.code for d in e.diagnostics} == {"batch"}
+        return
+    d = p["derived"]
+    assert d["world_size"] == gpus * nodes
+    if isinstance(micro, int) and glob is not None:
+        assert d["global_batch_size"] == glob == micro * d["gradient_accumulation_steps"] * gpus * nodes
+    if max_steps:
+        assert d["total_steps"] == max_steps
+    assert p["launch"]["launcher"] == ("python" if gpus * nodes == 1 and stage == 0 else "torchrun")
