@@ -131,6 +131,9 @@ def _chat(row: dict[str, Any], spec: DatasetSpec) -> list[dict[str, Any]]:
         for extra in ("tool_calls", "name", "tool_call_id", "reasoning_content"):
             if turn.get(extra) is not None:
                 message[extra] = turn[extra]
+        for prop, source in spec.message_fields.items():  # any other template property, e.g. reasoning_content: thinking
+            if prop not in ("role", "content") and turn.get(source) is not None:
+                message[prop] = turn[source]
         messages.append(message)
     if not any(m["role"] in spec.roles_to_train for m in messages):
         raise BadSample("no_trainable_turn", f"no message with a role in roles_to_train {list(spec.roles_to_train)}")

@@ -119,6 +119,9 @@ def load_tokenizer(bundle: Bundle) -> Any:
         raise PrepareError(f"cannot load the tokenizer {name!r}: {e}") from None
     if not getattr(tok, "is_fast", False):
         raise PrepareError(f"tokenizer {name!r} has no fast (Rust) version; prepare needs offsets for the loss mask")
+    special = {k: v for k, v in (cfg.get("special_tokens") or {}).items() if v}
+    if special:  # model.special_tokens (Axolotl `special_tokens`): set before templating, as train does
+        tok.add_special_tokens(special)
     return tok
 
 
@@ -147,7 +150,8 @@ def resolve_num_proc(setting: Any, rows: int) -> int:
 
 
 def _column(ds: Any, name: str) -> list[Any]:
-    return ds.data.column(name).to_pylist()
+    """One column as a Python list, with the dataset's selection (indices mapping) applied."""
+    return ds.with_format("arrow")[name].to_pylist()
 
 
 def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
@@ -251,8 +255,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
         t = time.perf_counter()
         if hit is None:
             fn = FitBatch(name, max_length, strategy, eot_ids, bos_id, train_on_incomplete)
-            f = ds.map(fn, batched=True, batch_size=1000, remove_columns=ds.column_names, features=_FITTED_FEATURES())
-            f = cache.save(path2, f, {"rows": len(f)})
+            f = cache.save(path2, _fit_dataset(ds, fn), {"rows": None})
         else:
             f = hit[0]
         timings[f"fit:{name}"] = round(time.perf_counter() - t, 3)
@@ -347,6 +350,28 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
     return rep
 
 
+def _fit_dataset(ds: Any, fn: FitBatch) -> Any:
+    """Samples that fit pass through as arrow (no Python round trip); only the longer ones go through `fn`.
+    The result is sorted by source index, chunks of one sample in order."""
+    import datasets
+    import pyarrow as pa
+
+    cols = ["input_ids", "labels", "complete", "length", "index", "sample_id", "cut"]
+    table = _table(ds)
+    over = table.column("length").to_numpy() > fn.max_length
+    ok = table.filter(pa.array(~over))
+    ok = ok.append_column("sample_id", pa.array([f"{fn.name}:{i}" for i in ok.column("index").to_pylist()], pa.string()))
+    ok = ok.append_column("cut", pa.array(np.zeros(ok.num_rows, dtype=bool))).select(cols)
+    parts = [ok.cast(_FITTED_FEATURES().arrow_schema)]
+    if over.any():
+        long = ds.select(np.nonzero(over)[0])
+        done = long.map(fn, batched=True, batch_size=1000, remove_columns=long.column_names,
+                        features=_FITTED_FEATURES())
+        parts.append(_table(done).select(cols))
+    merged = pa.concat_tables(parts).sort_by("index")  # stable: a sample's chunks keep their order
+    return datasets.Dataset(merged)
+
+
 def _TOKENIZED_FEATURES() -> Any:
     from datasets import Features, List, Value
 
@@ -374,85 +399,112 @@ def _mask_note(mode: str, srcs: list[Source]) -> str:
     return "loss mask from the template's {% generation %} spans (return_assistant_tokens_mask), clipped at each end-of-turn token"
 
 
+def _table(ds: Any) -> Any:
+    """A dataset's rows (its selection applied) as one pyarrow Table."""
+    return ds.with_format("arrow")[:]
+
+
 def _assemble(fitted: dict[str, Any], chosen: dict[str, np.ndarray], max_length: int, packing: bool,
-              rng: np.random.Generator) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """Rows for one split: every piece of every chosen source index (repeats included), packed or not."""
-    ids: list[list[int]] = []
-    labels: list[list[int]] = []
-    sids: list[str] = []
+              rng: np.random.Generator) -> tuple[Any, dict[str, Any]]:
+    """Rows for one split: every piece of every chosen source index (repeats included), packed or not.
+    Built with arrow takes and numpy offsets, never a Python loop over tokens."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = []
     for name, f in fitted.items():
         sel = chosen.get(name)
-        if sel is None or len(sel) == 0:
+        if sel is None or len(sel) == 0 or len(f) == 0:
             continue
-        index = np.asarray(_column(f, "index"), dtype=np.int64)
+        t = _table(f)
+        index = t.column("index").to_numpy()
         lo, hi = np.searchsorted(index, sel, "left"), np.searchsorted(index, sel, "right")
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)]) if len(sel) else np.zeros(0, int)
-        if len(rows) == 0:
-            continue
-        col_ids, col_labels, col_sid = _column(f, "input_ids"), _column(f, "labels"), _column(f, "sample_id")
-        for r in rows.tolist():
-            ids.append(col_ids[r])
-            labels.append(col_labels[r])
-            sids.append(col_sid[r])
-    lens = [len(x) for x in ids]
-    bins = pack.pack(lens, max_length) if packing else [[i] for i in range(len(ids))]
-    order = rng.permutation(len(bins)) if bins else np.zeros(0, int)
-    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "position_ids": [], "sample_ids": [], "length": []}
-    for b in order.tolist():
-        members = bins[b]
-        out["input_ids"].append([t for i in members for t in ids[i]])
-        out["labels"].append([t for i in members for t in labels[i]])
-        out["position_ids"].append([p for i in members for p in range(lens[i])])
-        out["sample_ids"].append([sids[i] for i in members])
-        out["length"].append(sum(lens[i] for i in members))
-    trained = sum(sum(1 for v in lab if v != -100) for lab in labels)
-    stats = {"rows": len(bins), "samples": len(ids), "tokens": int(sum(lens)), "trained_tokens": int(trained),
-             "packing_efficiency": round(pack.efficiency(lens, bins, max_length), 4) if packing else None,
-             "padding_free_fraction": round(sum(lens) / (len(bins) * max_length), 4) if bins else None}
-    return out, stats
+        counts = hi - lo
+        rows = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        if len(rows):
+            parts.append(t.select(["input_ids", "labels", "sample_id", "length"]).take(pa.array(rows)))
+    if parts:
+        pieces = pa.concat_tables(parts)
+    else:
+        pieces = pa.table({"input_ids": pa.array([], pa.list_(pa.int32())), "labels": pa.array([], pa.list_(pa.int32())),
+                           "sample_id": pa.array([], pa.string()), "length": pa.array([], pa.int32())})
+    lens = pieces.column("length").to_numpy().astype(np.int64)
+    bins = pack.pack(lens.tolist(), max_length) if packing else [[i] for i in range(len(lens))]
+    order = rng.permutation(len(bins)) if bins else np.zeros(0, dtype=np.int64)
+    members = np.fromiter((i for b in order.tolist() for i in bins[b]), dtype=np.int64, count=len(lens))
+    bin_sizes = np.fromiter((len(bins[b]) for b in order.tolist()), dtype=np.int64, count=len(bins))
+    taken = pieces.take(pa.array(members))
+    piece_lens = lens[members]
+    row_lens = np.add.reduceat(piece_lens, np.cumsum(bin_sizes) - bin_sizes) if len(bins) else piece_lens[:0]
+    row_off = pa.array(np.concatenate([[0], np.cumsum(row_lens)]).astype(np.int32))
+    total = int(piece_lens.sum())
+    positions = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(piece_lens) - piece_lens, piece_lens)
+    flat_labels = pc.list_flatten(taken.column("labels")).combine_chunks() if total else pa.array([], pa.int32())
+    flat_ids = pc.list_flatten(taken.column("input_ids")).combine_chunks() if total else pa.array([], pa.int32())
+    sid_off = pa.array(np.concatenate([[0], np.cumsum(bin_sizes)]).astype(np.int32))
+    sids = taken.column("sample_id").combine_chunks() if len(members) else pa.array([], pa.string())
+    table = pa.table({
+        "input_ids": pa.ListArray.from_arrays(row_off, flat_ids),
+        "labels": pa.ListArray.from_arrays(row_off, flat_labels),
+        "position_ids": pa.ListArray.from_arrays(row_off, pa.array(positions.astype(np.int32))),
+        "sample_ids": pa.ListArray.from_arrays(sid_off, sids),
+        "length": pa.array(row_lens.astype(np.int64)),
+    })
+    trained = int((flat_labels.to_numpy(zero_copy_only=False) != -100).sum()) if total else 0
+    stats = {"rows": len(bins), "samples": len(lens), "tokens": total, "trained_tokens": trained,
+             "packing_efficiency": round(pack.efficiency(lens.tolist(), bins, max_length), 4) if packing else None,
+             "padding_free_fraction": round(total / (len(bins) * max_length), 4) if bins else None}
+    return table, stats
 
 
-def _add_ambiguity(splits: dict[str, tuple[dict[str, list[Any]], dict[str, Any]]], vocab: int) -> dict[str, Any]:
+def _flat(table: Any, name: str) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    col = pc.list_flatten(table.column(name))
+    return col.to_numpy() if col.num_chunks else np.zeros(0, dtype=np.int64)
+
+
+def _add_ambiguity(splits: dict[str, tuple[Any, dict[str, Any]]], vocab: int) -> dict[str, Any]:
     """Per-token ambiguity for adaptive label smoothing: the normalised entropy of the next-token
     distribution after the previous token, from bigram counts over the train split.
 
     ambiguity[t] = H(next | input_ids[t-1]) / ln(vocab) ∈ [0, 1], aligned with labels[t] (the token
     predicted at position t-1); 0 at each sample's first position and where labels[t] = -100."""
-    rows = splits["train"][0]
-    a_parts, b_parts = [], []
-    for ids, pos in zip(rows["input_ids"], rows["position_ids"], strict=True):
-        arr, p = np.asarray(ids, dtype=np.int64), np.asarray(pos)
-        keep = p[1:] != 0
-        a_parts.append(arr[:-1][keep])
-        b_parts.append(arr[1:][keep])
-    a = np.concatenate(a_parts) if a_parts else np.zeros(0, np.int64)
-    b = np.concatenate(b_parts) if b_parts else np.zeros(0, np.int64)
-    entropy = np.zeros(max(vocab, int(a.max(initial=0)) + 1, int(b.max(initial=0)) + 1))
+    import pyarrow as pa
+
+    train = splits["train"][0]
+    ids, pos = _flat(train, "input_ids").astype(np.int64), _flat(train, "position_ids")
+    follows = pos[1:] != 0  # pairs inside one sample (rows end where the next starts at position 0)
+    a, b = ids[:-1][follows], ids[1:][follows]
+    size = max(vocab, int(ids.max(initial=0)) + 1)
+    entropy = np.zeros(size)
     if len(a):
-        pairs, counts = np.unique(a * len(entropy) + b, return_counts=True)
-        first = pairs // len(entropy)
-        totals = np.bincount(first, weights=counts, minlength=len(entropy))
+        pairs, counts = np.unique(a * size + b, return_counts=True)
+        first = pairs // size
+        totals = np.bincount(first, weights=counts, minlength=size)
         prob = counts / totals[first]
         np.add.at(entropy, first, -prob * np.log(prob))
     norm = np.log(max(vocab, 2))
-    for split in splits.values():
-        r = split[0]
-        r["ambiguity"] = []
-        for ids, pos, lab in zip(r["input_ids"], r["position_ids"], r["labels"], strict=True):
-            arr, p, lb = np.asarray(ids, dtype=np.int64), np.asarray(pos), np.asarray(lab)
-            amb = np.zeros(len(arr))
-            amb[1:] = entropy[arr[:-1]] / norm
-            amb[(p == 0) | (lb == -100)] = 0.0
-            r["ambiguity"].append(np.round(amb, 5).astype(np.float32).tolist())
+    trained_scores: list[float] = []
+    for split, (table, stats) in list(splits.items()):
+        fid, fpos, flab = _flat(table, "input_ids").astype(np.int64), _flat(table, "position_ids"), _flat(table, "labels")
+        amb = np.zeros(len(fid), dtype=np.float32)
+        if len(fid) > 1:
+            amb[1:] = entropy[np.minimum(fid[:-1], size - 1)] / norm
+        amb[(fpos == 0) | (flab == -100)] = 0.0
+        amb = np.clip(np.round(amb, 5), 0.0, 1.0).astype(np.float32)
+        if split == "train":
+            trained_scores = amb[flab != -100].tolist()
+        offsets = table.column("input_ids").combine_chunks().offsets
+        splits[split] = (table.append_column("ambiguity", pa.ListArray.from_arrays(offsets, pa.array(amb))), stats)
     return {"method": "bigram next-token entropy / ln(vocab)", "aligned_with": "labels", "bigrams": len(a),
-            "mean_on_trained_tokens": round(float(np.mean([x for r in splits["train"][0]["ambiguity"] for x in r if x > 0]
-                                                          or [0.0])), 5)}
+            "mean_on_trained_tokens": round(float(np.mean(trained_scores)) if trained_scores else 0.0, 5)}
 
 
-def _write_split(path: Path, rows: dict[str, list[Any]]) -> None:
+def _write_split(path: Path, table: Any) -> None:
     import datasets
 
-    ds = datasets.Dataset.from_dict(rows)
+    ds = datasets.Dataset(table)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.save_to_disk(str(tmp))

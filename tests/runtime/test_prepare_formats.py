@@ -80,3 +80,10 @@ def test_alpaca_missing_output_is_missing_field():
 def test_unknown_format_is_rejected():
     with pytest.raises(ValueError, match="unknown format"):
         spec(format="yaml-chat")
+
+
+def test_message_fields_map_extra_template_properties():
+    row = {"messages": [{"role": "user", "content": "q"},
+                        {"role": "assistant", "content": "a", "thinking": "hmm"}]}
+    ex = normalize(row, spec(message_fields={"role": "role", "content": "content", "reasoning_content": "thinking"}))
+    assert ex.messages[1] == {"role": "assistant", "content": "a", "reasoning_content": "hmm"}

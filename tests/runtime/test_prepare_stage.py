@@ -116,7 +116,8 @@ def test_bad_samples_are_counted_or_fail_with_file_line(tmp_path, tok_dir):
     before = hashlib.sha256((root / "data" / "chat.jsonl").read_bytes()).hexdigest()
     rep = run(b, **QUIET)
     assert rep["datasets"]["chat"]["bad"] == {"empty_conversation": 1, "missing_field": 1, "unknown_role": 1}
-    assert rep["datasets"]["chat"]["valid"] == 8
+    assert rep["datasets"]["chat"]["valid"] == 8 and rep["datasets"]["chat"]["train_samples"] == 8
+    assert rep["lengths"]["count"] == 8 and rep["train"]["samples"] == 8
     assert hashlib.sha256((root / "data" / "chat.jsonl").read_bytes()).hexdigest() == before  # input untouched
     b = bundle(tmp_path / "fail", tok_dir, rows=rows, data={"bad_samples": "fail"})
     with pytest.raises(PrepareError, match=r"chat\.jsonl:6: empty_conversation"):
