@@ -98,6 +98,15 @@ def _packing_eager(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...],
                "memory-hungry)", "use attn_implementation: sdpa or flash_attention_2")
 
 
+def _dtype_precision(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str, str]]:
+    c = plan["config"]
+    dtype, precision = c["model"]["dtype"], c["training"]["precision"]
+    if {dtype, precision} == {"bf16", "fp16"}:
+        yield ("dtype-precision-mismatch", ("training", "precision"),
+               f"weights load as {dtype} but compute runs in {precision}: every layer casts between two 16-bit "
+               "formats (fp16 also overflows where bf16 does not)", f"use the same for both (precision: {dtype})")
+
+
 def _gpu_only(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str, str]]:
     c = plan["config"]
     if not _cpu(plan):
@@ -159,5 +168,5 @@ def _estimate(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str,
 
 RULES: list[Rule] = [
     _eval_split_without_eval, _eval_steps_without_split, _warmup, _lora_ratio, _lr_full_ft, _packing_eager,
-    _gpu_only, _distributed, _model_limits, _estimate,
+    _dtype_precision, _gpu_only, _distributed, _model_limits, _estimate,
 ]

@@ -37,6 +37,8 @@ CASES = [
      "lr-high-full-ft", "training.learning_rate", "learning_rate:"),
     ("", BASE_CONFIG.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  attn_implementation: eager\n"),
      "packing-eager-attention", "model.attn_implementation", "attn_implementation:"),
+    ("", GPU_BASE.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  dtype: bf16\n")
+     + "training:\n  precision: fp16\n", "dtype-precision-mismatch", "training.precision", "precision:"),
     ("adapter:\n  type: qlora\n", BASE_CONFIG, "qlora-without-gpu", "adapter.type", "type:"),
     ("", BASE_CONFIG.replace("  precision: fp32\n", "  precision: bf16\n"), "precision-on-cpu", "training.precision", "precision:"),
     ("", BASE_CONFIG.replace("  precision: fp32\n", "  precision: fp32\n  micro_batch_size: auto\n"),
