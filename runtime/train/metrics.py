@@ -96,15 +96,15 @@ class BatchRecorder(TrainerCallback):
 
     def __init__(self, out: Path, rank: int, resume_step: int | None = None) -> None:
         self.path = out / (BATCHES if rank == 0 else f"batches.rank{rank}.jsonl")
-        self.pending: list[list[int]] = []
+        self.pending: list[list[Any]] = []
         if resume_step is None:
             self.path.unlink(missing_ok=True)
         else:
             truncate_after(self.path, resume_step)
 
-    def add(self, sample_ids: list[list[int]]) -> None:
+    def add(self, sample_ids: list[list[Any]]) -> None:
         for ids in sample_ids:
-            self.pending.append([int(i) for i in ids])
+            self.pending.append([i if isinstance(i, (int, str)) else str(i) for i in ids])
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         rec = {"step": state.global_step, "sample_ids": self.pending}
