@@ -75,24 +75,26 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def dir_files(root: Path) -> list[tuple[str, Path]]:
-    """(posix relative path, path) of every regular file under root, sorted; VCS/cache folders skipped."""
+def dir_files(root: Path, skip: Path | None = None) -> list[tuple[str, Path]]:
+    """(posix relative path, path) of every regular file under root, sorted; VCS/cache folders and
+    `skip` (the bundle being written, when it sits inside a data or model folder) are left out."""
     out: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES)
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES and (skip is None or here / d != skip))
         for fn in filenames:
             if fn in _SKIP_NAMES:
                 continue
-            p = Path(dirpath) / fn
+            p = here / fn
             if p.is_file():
                 out.append((p.relative_to(root).as_posix(), p))
     return sorted(out)
 
 
-def sha256_dir(root: Path) -> str:
+def sha256_dir(root: Path, skip: Path | None = None) -> str:
     """Hash over sorted relative paths and each file's sha256, so renames and edits both change it."""
     h = hashlib.sha256()
-    for rel, p in dir_files(root):
+    for rel, p in dir_files(root, skip):
         h.update(f"{rel}\0{sha256_file(p)}\n".encode())
     return h.hexdigest()
 
@@ -276,7 +278,7 @@ class _Resolver:
 
     def carry_dir(self, path: Path, name: str, keys: tuple[Any, ...]) -> str:
         """Bundle a small local directory under `name/`; otherwise refer to it by a relative path."""
-        files = dir_files(path)
+        files = dir_files(path, self.base_dir)
         size = sum(p.stat().st_size for _, p in files)
         if size <= MODEL_BUNDLE_LIMIT:
             for rel, p in files:
@@ -324,9 +326,9 @@ class _Resolver:
                 continue
             else:
                 if path.is_dir():
-                    files = dir_files(path)
+                    files = dir_files(path, self.base_dir)
                     size = sum(p.stat().st_size for _, p in files)
-                    entry.update(sha256=sha256_dir(path), rows=None)
+                    entry.update(sha256=sha256_dir(path, self.base_dir), rows=None)
                 else:
                     size = path.stat().st_size
                     entry.update(sha256=sha256_file(path), rows=count_rows(path))
@@ -352,7 +354,7 @@ class _Resolver:
 
     def attach_data(self, name: str, path: Path) -> str:
         if path.is_dir():
-            for rel, p in dir_files(path):
+            for rel, p in dir_files(path, self.base_dir):
                 self.attachments[f"data/{name}/{rel}"] = p.read_bytes()
             return f"data/{name}"
         ext = _extension(path.name)

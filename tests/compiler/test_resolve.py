@@ -499,3 +499,11 @@ def test_any_valid_combination_resolves(tmp_path_factory: pytest.TempPathFactory
     if max_steps:
         assert d["total_steps"] == max_steps
     assert p["launch"]["launcher"] == ("python" if gpus * nodes == 1 and stage == 0 else "torchrun")
+
+
+def test_a_bundle_inside_a_dataset_folder_is_not_part_of_the_data(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, BASE_CONFIG.replace("path: data/chat.jsonl", "path: data/"))
+    first = pipeline.build(cfg, tmp_path / "data" / "run")
+    assert pipeline.build(cfg, tmp_path / "data" / "run") == first  # the first bundle did not become data
+    assert sorted(k for k in plan_of(cfg, tmp_path / "data" / "run").attachments if k.startswith("data/")) == [
+        "data/data/chat.jsonl"]
