@@ -30,9 +30,11 @@ def load(path: Path) -> tuple[Any, dict[str, Any]] | None:
     import datasets
 
     try:
-        return datasets.load_from_disk(str(path / "data")), json.loads((path / "meta.json").read_text())
+        found = datasets.load_from_disk(str(path / "data")), json.loads((path / "meta.json").read_text())
     except Exception:  # a damaged entry is rebuilt, not trusted
         return None
+    os.utime(path)  # recently used: pruned last
+    return found
 
 
 def save(path: Path, ds: Any, meta: dict[str, Any]) -> Any:
@@ -54,3 +56,17 @@ def tokenizer_hash(tokenizer: Any) -> str:
     h = hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode())
     h.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
+
+
+def prune(cache_dir: Path, name: str, keep: set[str], max_entries: int = 6) -> None:
+    """Keep a dataset's newest `max_entries` entries (always those in `keep`); a config flip-flop
+    still hits, while old keys don't pile up without bound."""
+    import re
+
+    prefix = entry(cache_dir, name, "x").name[:-1]
+    pattern = re.compile(re.escape(prefix) + r"[0-9a-f]{20}$")
+    found = sorted((p for p in cache_dir.iterdir() if pattern.match(p.name)),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    for n, p in enumerate(found):
+        if n >= max_entries and p.name[len(prefix):] not in keep:
+            shutil.rmtree(p, ignore_errors=True)

@@ -259,6 +259,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
         else:
             f = hit[0]
         timings[f"fit:{name}"] = round(time.perf_counter() - t, 3)
+        cache.prune(cache_dir, name, {src.info["cache_key"], key2})
         lens = np.asarray(_column(ds, "length"), dtype=np.int64)
         fit_index = np.asarray(_column(f, "index"), dtype=np.int64)
         src.info["cut"] = int((lens > max_length).sum())

@@ -261,3 +261,19 @@ def test_hub_id_offline_is_a_clear_error(tmp_path, tok_dir, monkeypatch):
     write_plan(root, plan)
     with pytest.raises(PrepareError, match="offline"):
         run(load(root), **QUIET)
+
+
+def test_cache_prune_keeps_the_newest_and_the_current_entries(tmp_path):
+    import os
+
+    from loft.runtime.prepare import cache
+
+    keys = [f"{n:020x}" for n in range(9)]
+    for n, k in enumerate(keys):
+        d = cache.entry(tmp_path, "chat", k)
+        d.mkdir()
+        os.utime(d, (1000 + n, 1000 + n))
+    cache.entry(tmp_path, "chat2", keys[0]).mkdir()  # another dataset's entry is never touched
+    cache.prune(tmp_path, "chat", keep={keys[0]}, max_entries=3)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["chat-" + keys[0], "chat-" + keys[6], "chat-" + keys[7], "chat-" + keys[8], "chat2-" + keys[0]]
