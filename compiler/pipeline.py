@@ -92,7 +92,7 @@ def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | Non
 
         the_plan["estimate"] = estimate_plan(the_plan)
     found = [*resolve_warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)]
-    diags = _dedupe([*warnings, *(locate(d) for d in found)])
+    diags = _dedupe([*warnings, *(locate(d) for d in found)], main_file=doc.path)
     the_plan["warnings"] = [{"code": d.code, "key": d.key, "message": d.message} for d in diags]
     return Resolved(plan=the_plan, attachments=attachments, warnings=diags)
 
@@ -119,8 +119,9 @@ def build(path: str | Path, out_dir: str | Path, force: bool = False, dialect: s
     return the_plan
 
 
-def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
-    """Drop repeats (same code and key) and order by position, so output is stable."""
+def _dedupe(diags: list[Diagnostic], main_file: str) -> list[Diagnostic]:
+    """Drop repeats and order by position: the config's own first, then a data.config file's. The file
+    names themselves are not sorted on: they depend on the working directory, plan.lock must not."""
     seen: set[tuple[str, str, str]] = set()
     out: list[Diagnostic] = []
     for d in diags:
@@ -128,4 +129,4 @@ def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
         if k not in seen:
             seen.add(k)
             out.append(d)
-    return sorted(out, key=lambda d: (d.file, d.line or 10**9, d.col, d.code, d.key))
+    return sorted(out, key=lambda d: (d.file != main_file, d.line or 10**9, d.col, d.code, d.key, d.message))
