@@ -158,7 +158,8 @@ def _to_diags(err: Any, root: Any, where: Locator, root_hint: str) -> list[Diagn
         allowed = list(schema.get("properties", {}))
         diags = []
         for k in sorted(set(value) - set(allowed)):
-            hint = did_you_mean(str(k), allowed) or _elsewhere(str(k), shown)
+            hint = ((_axolotl_hint(str(k)) if not path else "") or did_you_mean(str(k), allowed)
+                    or _elsewhere(str(k), shown))
             exp = "one of " + ", ".join(allowed) if allowed else "no keys here"
             diags.append(where.diag((*path, k), f"unknown key {k!r}", "unknown-key",
                                     key=(shown + "." if shown else "") + str(k), expected=exp, hint=hint))
@@ -260,6 +261,15 @@ def _all_keys() -> dict[str, list[str]]:
 
     walk(load_schema(), "")
     return index
+
+
+def _axolotl_hint(key: str) -> str:
+    """A top-level Axolotl key in a loft config: say where loft keeps that setting."""
+    from .dialects.axolotl_keys import kind_of, why
+
+    if kind_of(key) != "translated":
+        return ""
+    return f"`{key}` is an Axolotl key; in loft: {why(key)} (or build the file with --dialect axolotl)"
 
 
 def _elsewhere(key: str, here: str) -> str:

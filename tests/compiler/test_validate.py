@@ -230,3 +230,8 @@ def test_secrets_are_refused() -> None:
     assert d.code == "secret" and d.key == "eval.prompts[0]" and d.line == 7
     doc = parse_text(OK + "tracking:\n  wandb: {project: p, api_key_env: MY_WANDB_KEY}\n")
     validate(doc.data, doc=doc)
+
+
+def test_axolotl_keys_in_a_loft_config_say_where_loft_keeps_them() -> None:
+    d = one(OK + "sequence_len: 4096\n")
+    assert d.code == "unknown-key" and "Axolotl key" in d.hint and "sequence.max_length" in d.hint
