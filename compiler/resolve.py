@@ -336,6 +336,8 @@ class _Resolver:
                 local_total += size
                 locals_.append((i, path))
             entries.append(entry)
+        if self.errors:  # missing files: nothing to bundle, and `entries` no longer lines up with datasets
+            return entries
         mode = d["bundle"]
         bundle = mode == "always" or (mode == "auto" and local_total <= DATA_BUNDLE_LIMIT)
         for i, path in locals_:
@@ -403,7 +405,7 @@ class _Resolver:
                     self.error("batch", keys, f"global_batch_size {glob} is not a multiple of micro_batch_size × "
                                f"world size = {micro} × {world}",
                                expected=f"a multiple of {micro * world}")
-                    accum = 1
+                    accum = None
                 else:
                     accum = glob // (micro * world)
         if isinstance(micro, int) and isinstance(accum, int):

@@ -507,3 +507,17 @@ def test_a_bundle_inside_a_dataset_folder_is_not_part_of_the_data(tmp_path: Path
     assert pipeline.build(cfg, tmp_path / "data" / "run") == first  # the first bundle did not become data
     assert sorted(k for k in plan_of(cfg, tmp_path / "data" / "run").attachments if k.startswith("data/")) == [
         "data/data/chat.jsonl"]
+
+
+def test_several_missing_datasets_are_all_reported(tmp_path: Path) -> None:
+    text = BASE_CONFIG.replace("    - path: data/chat.jsonl\n", "    - path: data/a.jsonl\n    - path: data/chat.jsonl\n"
+                               "    - path: data/b.jsonl\n")
+    with pytest.raises(ConfigError) as e:
+        plan_of(make_project(tmp_path, text), tmp_path / "run")
+    assert [d.key for d in e.value.diagnostics] == ["data.datasets[0].path", "data.datasets[2].path"]
+
+
+def test_global_batch_not_a_multiple_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        derived(tmp_path, "training: {micro_batch_size: 3, global_batch_size: 64}\n", GPU_BASE)
+    assert len(e.value.diagnostics) == 1 and "not a multiple of" in e.value.diagnostics[0].message
