@@ -521,3 +521,72 @@ def test_global_batch_not_a_multiple_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         derived(tmp_path, "training: {micro_batch_size: 3, global_batch_size: 64}\n", GPU_BASE)
     assert len(e.value.diagnostics) == 1 and "not a multiple of" in e.value.diagnostics[0].message
+
+
+def _leaf_schemas() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, sub in node.get("properties", {}).items():
+            p = f"{prefix}.{k}" if prefix else k
+            if "properties" in sub and sub.get("type") == "object":
+                walk(sub, p)
+            elif not p.startswith(("data.", "model.base", "model.tokenizer", "sweep", "tracking", "template",
+                                   "name", "output_dir", "loft", "model.special_tokens", "export.push_to_hub",
+                                   "fsdp.transformer_layer_cls")):
+                out[p] = sub
+
+    walk(load_schema(), "")
+    return out
+
+
+LEAVES = _leaf_schemas()
+
+
+def _value(sub: dict[str, Any]) -> st.SearchStrategy[Any]:
+    if "enum" in sub:
+        return st.sampled_from(sub["enum"])
+    if "anyOf" in sub:
+        return st.one_of(*[_value(b) for b in sub["anyOf"]])
+    if "const" in sub:
+        return st.just(sub["const"])
+    types = sub.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    options: list[st.SearchStrategy[Any]] = []
+    lo = sub.get("minimum", sub.get("exclusiveMinimum", 0))
+    hi = sub.get("maximum", sub.get("exclusiveMaximum", 1000))
+    if "integer" in types:
+        options.append(st.integers(int(lo) + ("exclusiveMinimum" in sub), min(int(hi), int(lo) + 64)))
+    elif "number" in types:
+        options.append(st.floats(float(lo), float(hi), exclude_min="exclusiveMinimum" in sub,
+                                 exclude_max="exclusiveMaximum" in sub, allow_nan=False))
+    if "boolean" in types:
+        options.append(st.booleans())
+    if "null" in types:
+        options.append(st.none())
+    if "array" in types and sub.get("items", {}).get("enum"):
+        options.append(st.lists(st.sampled_from(sub["items"]["enum"]), min_size=1, max_size=2, unique=True))
+    return st.one_of(*options) if options else st.just(sub.get("default"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_schema_valid_setting_compiles_or_is_refused_cleanly(tmp_path_factory: pytest.TempPathFactory,
+                                                                 data: st.DataObject) -> None:
+    import yaml
+
+    root = tmp_path_factory.mktemp("fuzz")
+    cfg_dict = yaml.safe_load(BASE_CONFIG)
+    for key in data.draw(st.lists(st.sampled_from(sorted(LEAVES)), min_size=1, max_size=6, unique=True)):
+        node = cfg_dict
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = data.draw(_value(LEAVES[key]), label=key)
+    cfg = make_project(root, yaml.safe_dump(cfg_dict, sort_keys=False), rows=20)
+    try:
+        the_plan, files = pipeline.compile(cfg, root / "run")
+    except ConfigError as e:
+        assert all(d.message for d in e.diagnostics)
+        return
+    assert "plan.lock" in files and json.loads(files["plan.lock"]) == json.loads(json.dumps(the_plan))
