@@ -1,7 +1,7 @@
 """`loftc`: the command line. Each subcommand lives in commands/<name>.py (`add_parser`, `run`).
 
-Only the module of the command being run is imported (all of them for `--help`), so a slow or missing
-command module never slows down or breaks `loftc build`. Exit codes: 0 ok, 1 invalid input
+Only the module of the command being run is imported (all of them for `--help`), so another command's
+imports never slow down `loftc build`. Exit codes: 0 ok, 1 invalid input
 (ConfigError, printed as file:line:col diagnostics), 2 usage errors, 3 an internal error (a bug;
 `--debug` shows the traceback).
 """
@@ -19,13 +19,8 @@ from .errors import ConfigError, Diagnostic, UsageError
 COMMANDS = ("build", "check", "estimate", "convert", "verify", "diff", "templates", "schema", "gpus")
 
 
-def _module(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"{__package__}.commands.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"{__package__}.commands.{name}":
-            return None  # not written yet: the other commands still work
-        raise
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(f"{__package__}.commands.{name}")
 
 
 def make_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
@@ -38,8 +33,6 @@ def make_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[
     mods: dict[str, ModuleType] = {}
     for name in COMMANDS if only is None else (only,):
         mod = _module(name)
-        if mod is None:
-            continue
         mod.add_parser(sub)
         mods[name] = mod
         p = sub.choices.get(name)

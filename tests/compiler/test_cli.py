@@ -140,3 +140,11 @@ def test_examples_build(tmp_path: Path) -> None:
     plan = json.loads((tmp_path / "full-ft-zero3-8gpu" / "plan.lock").read_text())
     assert plan["launch"]["deepspeed_config"] == "ds_config.json" and plan["derived"]["gradient_accumulation_steps"] == 4
     assert plan["template"]["name"] == "llama3.1"
+
+
+def test_every_command_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    from loft.compiler.cli import COMMANDS
+
+    for cmd in COMMANDS:
+        assert main([cmd, "--help"]) == 0, cmd
+        assert f"loftc {cmd}" in capsys.readouterr().out
