@@ -9,9 +9,11 @@ local flag per step, so all ranks stop at the same step and collective saves (Ze
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -22,10 +24,15 @@ from transformers import TrainerCallback
 class StopRequest:
     """The local stop flag, set by a signal or the sentinel file."""
 
+    # torchrun forwards the terminal's SIGINT to its workers, which already got it from the terminal: a
+    # second SIGINT this soon after the first is that echo, not a second Ctrl-C (LOFT_SIGINT_DEBOUNCE_S).
+    DEBOUNCE_S = float(os.environ.get("LOFT_SIGINT_DEBOUNCE_S", "0.5"))
+
     def __init__(self, sentinel: Path | None = None) -> None:
         self.sentinel = sentinel
         self.reason: str | None = None
         self.interrupts = 0
+        self._first_interrupt = 0.0
         self._previous: dict[int, Any] = {}
 
     def request(self, reason: str) -> None:
@@ -38,7 +45,11 @@ class StopRequest:
         self.request("SIGUSR1 received")
 
     def _on_int(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self.interrupts and now - self._first_interrupt < self.DEBOUNCE_S:
+            return
         self.interrupts += 1
+        self._first_interrupt = self._first_interrupt or now
         if self.interrupts >= 2:
             print("\n[loft] second Ctrl-C: aborting without saving", file=sys.stderr, flush=True)
             self.restore()

@@ -136,7 +136,7 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
                          "turn it off (liger is supported)")
     extra: dict[str, Any] = {}
     fsdp = cfg.get("fsdp") or {}
-    if fsdp.get("enabled"):
+    if fsdp.get("enabled") and os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in ("1", "true"):
         extra["fsdp"] = f"{fsdp.get('sharding', 'full_shard')} auto_wrap" + (
             " offload" if fsdp.get("offload_params") else "")
         extra["fsdp_config"] = {"version": int(fsdp.get("version", 2))}
@@ -308,6 +308,7 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     if resume is not None:
         _say(f"resuming from {resume} (step {resume_step})")
     stop.install()
+    _say(f"to stop and save a checkpoint: touch {sentinel}  (or kill -USR1 {os.getpid()}, or Ctrl-C once)")
     started = time.monotonic()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -82,8 +82,8 @@ def test_sigusr1_then_resume_is_exact(tiny_model_dir, tmp_path):
     assert read_jsonl(straight / "out" / "batches.jsonl") == read_jsonl(stopped / "out" / "batches.jsonl")
 
 
-def _start(run: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "loft.runtime", "train", str(run), *extra], env=runtime_env(),
+def _start(run: Path, *extra: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([PY, "-m", "loft.runtime", "train", str(run), *extra], env=runtime_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -115,7 +115,7 @@ def test_stop_file_and_ctrl_c_save_and_quit(tiny_model_dir, tmp_path):
 
 def test_second_ctrl_c_aborts_without_saving(tiny_model_dir, tmp_path):
     run = make_bundle(tmp_path / "c", tiny_model_dir, {"training.max_steps": 500, "training.save_steps": 1000})
-    proc = _start(run)
+    proc = _start(run, LOFT_SIGINT_DEBOUNCE_S="0")  # see test_sigint_echo_is_debounced for the default
     wait_for_step(run, 2, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)  # two signals sent back to back would be merged by the OS into one
@@ -125,6 +125,23 @@ def test_second_ctrl_c_aborts_without_saving(tiny_model_dir, tmp_path):
     assert "aborting without saving" in out
     assert not list((run / "out").glob("checkpoints/checkpoint-*"))
     assert not (run / "out" / "final").exists()
+
+
+def test_sigint_echo_is_debounced(monkeypatch):
+    """Under torchrun a worker gets the terminal's SIGINT and torchrun's forwarded copy: one Ctrl-C, not two."""
+    from loft.runtime.train import stop as stop_mod
+
+    clock = [100.0]
+    monkeypatch.setattr(stop_mod.time, "monotonic", lambda: clock[0])
+    req = stop_mod.StopRequest()
+    req._on_int(signal.SIGINT, None)
+    assert req.reason == "Ctrl-C received" and req.interrupts == 1
+    clock[0] += 0.1
+    req._on_int(signal.SIGINT, None)  # the echo: ignored
+    assert req.interrupts == 1
+    clock[0] += 1.0
+    with pytest.raises(KeyboardInterrupt):
+        req._on_int(signal.SIGINT, None)  # a real second Ctrl-C: abort
 
 
 def _torchrun(run: Path) -> subprocess.Popen:
