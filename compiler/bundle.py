@@ -57,6 +57,10 @@ def is_bundle(path: Path) -> bool:
     return (path / PLAN).is_file() and (path / MANIFEST).is_file()
 
 
+# Run-time control files a user may create in a bundle (`touch run/STOP`: save-and-quit); never bundle files.
+RUN_CONTROL = {"STOP"}
+
+
 def output_dirs(plan_bytes: bytes | None) -> set[str]:
     """Top-level names that hold run outputs: always `out`, plus the plan's output_dir when relative."""
     names = {"out"}
@@ -221,7 +225,7 @@ def _bundle_paths(root: Path, skip_top: set[str]) -> Iterator[tuple[str, Path]]:
             if d not in _SKIP_DIRS and not (prefix == "" and (d in skip_top or d.startswith(".loft-")))
         )
         for name in sorted(filenames):
-            if name.endswith((".pyc", ".pyo")):
+            if name.endswith((".pyc", ".pyo")) or (prefix == "" and name in RUN_CONTROL):
                 continue
             path = Path(dirpath) / name
             if not (path.is_file() or path.is_symlink()) or stat.S_ISFIFO(path.lstat().st_mode):

@@ -54,6 +54,7 @@ def test_outputs_and_python_caches_are_not_extra(run: Path) -> None:
     cache = run / "loft" / "runtime" / "__pycache__"
     cache.mkdir()
     (cache / "plan.cpython-311.pyc").write_bytes(b"\0")
+    (run / "STOP").write_text("")  # save-and-quit sentinel
     assert _errors(run) == []
 
 

@@ -8,7 +8,7 @@
 #   MASTER_ADDR (node 0's address) and MASTER_PORT (default 29500) set; eval/merge/export run on node 0.
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
 #   train resumes from the newest complete checkpoint in out/checkpoints (trial N:
-#   out/trial-N/checkpoints) when one exists.
+#   out/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
 set -euo pipefail
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"

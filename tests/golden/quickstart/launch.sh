@@ -6,7 +6,7 @@
 #   all (default) runs: prepare train eval merge export
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
 #   train resumes from the newest complete checkpoint in out/checkpoints (trial N:
-#   out/trial-N/checkpoints) when one exists.
+#   out/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
 set -euo pipefail
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
