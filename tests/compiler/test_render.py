@@ -185,3 +185,29 @@ def test_plan_md_has_what_a_reviewer_needs() -> None:
                    "## Estimate", "## Sweep (2 trials", "`unpinned-revision`", "pin it"):
         assert needle in md, needle
     assert md.endswith("\n") and "\n\n\n" not in md
+
+
+@pytest.mark.parametrize("target,launcher,nodes,gpus,fsdp,trials", [
+    ("skypilot", "torchrun", 2, 8, False, 3), ("skypilot", "python", 1, 1, False, 1),
+    ("multi_gpu", "accelerate", 1, 8, True, 1), ("multi_node", "accelerate", 2, 8, True, 1),
+    ("slurm", "torchrun", 4, 8, False, 2),
+])
+def test_yaml_files_parse_and_scripts_pass_bash_n(target: str, launcher: str, nodes: int, gpus: int,
+                                                   fsdp: bool, trials: int) -> None:
+    from ruamel.yaml import YAML
+
+    plan = _plan(target, launcher, nodes, gpus, acc="accelerate.yaml" if fsdp else None)
+    plan["config"]["fsdp"]["enabled"] = fsdp
+    plan["sweep"] = [{"trial": i, "overrides": {"adapter.r": 8 * (i + 1)}} for i in range(trials)]
+    files = render_bundle(plan, {})
+    for name in ("sky.yaml", "accelerate.yaml"):
+        if name in files:
+            data = YAML(typ="safe").load(files[name].decode())
+            assert isinstance(data, dict)
+            if name == "sky.yaml":
+                assert data["num_nodes"] == nodes and data["resources"]["accelerators"] == f"H100:{gpus}"
+            else:
+                assert data["num_machines"] == nodes and data["num_processes"] == nodes * gpus
+    for name in ("launch.sh", "slurm.sbatch"):
+        if name in files:
+            assert subprocess.run(["bash", "-n"], input=files[name].decode(), text=True).returncode == 0
