@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from loft.compiler.commands import diff as diff_cmd
 from loft.compiler.diff import diff_plans, format_md, format_text, headlines
 from loft.compiler.errors import ConfigError
@@ -79,3 +81,29 @@ def test_command_accepts_dirs_and_lock_files(tmp_path: Path, capsys: pytest.Capt
     with pytest.raises(ConfigError, match=r"no plan\.lock"):
         diff_cmd.run(_args(tmp_path / "a", tmp_path / "nope"))
     assert diff_cmd.run(_args(tmp_path / "a", tmp_path / "nope", exit_code=True)) == 2
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, width=32),
+                  st.text(max_size=5))
+_plans = st.recursive(_leaf, lambda inner: st.dictionaries(st.text("abc", min_size=1, max_size=3), inner,
+                                                           max_size=4), max_leaves=20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.dictionaries(st.sampled_from(["config", "model", "data", "estimate", "zzz"]), _plans, max_size=4),
+       b=st.dictionaries(st.sampled_from(["config", "model", "data", "estimate", "zzz"]), _plans, max_size=4))
+def test_diff_properties(a: dict, b: dict) -> None:
+    assert diff_plans(a, a) == []
+    changes = diff_plans(a, b)
+    assert (changes == []) == (a == b) or _only_empty_containers_differ(a, b)
+    for c in changes:
+        assert c.old != c.new or type(c.old) is not type(c.new)
+    back = diff_plans(b, a)
+    assert [c.key for c in back] == [c.key for c in changes]
+
+
+def _only_empty_containers_differ(a: object, b: object) -> bool:
+    """{} and a missing key both flatten to nothing beneath them: equal leaves, different containers."""
+    from loft.compiler.diff import _flatten
+
+    return dict(_flatten(a)) == dict(_flatten(b))
