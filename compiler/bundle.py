@@ -69,10 +69,9 @@ def output_dirs(plan_bytes: bytes | None) -> set[str]:
             out = json.loads(plan_bytes)["config"].get("output_dir", "out")
         except (ValueError, KeyError, TypeError, AttributeError):
             out = "out"
-        if isinstance(out, str) and out and not os.path.isabs(out):
-            top = Path(out).parts[0]
-            if top not in ("..", "."):
-                names.add(top)
+        parts = Path(out).parts if isinstance(out, str) and not os.path.isabs(out) else ()
+        if parts and parts[0] not in ("..", ".", "loft", MANIFEST, PLAN):
+            names.add(parts[0])
     return names
 
 
