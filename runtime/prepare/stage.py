@@ -169,6 +169,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
+    lengths.preload_matplotlib()
     tokenizer = load_tokenizer(bundle)
     template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")
     mask_mode = tmpl.get("mask") or ("generation" if "{% generation %}" in template_text else "prefix")
