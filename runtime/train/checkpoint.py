@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 MARKER = "loft-complete.json"
 STAGING = ".staging"
@@ -45,11 +46,20 @@ def staging_dir(checkpoints: Path) -> Path:
     return checkpoints / STAGING
 
 
-def publish(checkpoints: Path, step: int) -> Path:
+def marker(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def publish(checkpoints: Path, step: int, meta: dict[str, Any] | None = None) -> Path:
     """Mark the staged checkpoint complete and move it into place (main process only)."""
     staged = staging_dir(checkpoints) / f"checkpoint-{step}"
     final = checkpoints / f"checkpoint-{step}"
-    (staged / MARKER).write_text(json.dumps({"step": step}) + "\n", encoding="utf-8")
+    (staged / MARKER).write_text(json.dumps({"step": step, **(meta or {})}, sort_keys=True) + "\n",
+                                 encoding="utf-8")
     _fsync_dir(staged)
     if final.exists():  # the same step saved again (e.g. a stop right at a save step): replace it
         trash = checkpoints / f".old-checkpoint-{step}"

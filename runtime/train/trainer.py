@@ -8,6 +8,7 @@ position ids, opt-in auxiliary losses (``compute_loss``), and local metrics/batc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -27,6 +28,18 @@ if TYPE_CHECKING:
     from ..plan import Bundle
 
 REPORT = "train_report.json"
+
+
+# What a checkpoint depends on: resuming one written under different values would silently mix two runs.
+TRAIN_KEYS = ("model", "data", "template", "sequence", "adapter", "training", "deepspeed", "fsdp")
+
+
+def fingerprint(bundle: Bundle) -> str:
+    """sha256 of the plan parts that training depends on (not eval/export/tracking/target)."""
+    cfg = bundle.config
+    part = {"config": {k: cfg.get(k) for k in TRAIN_KEYS}, "derived": bundle.derived,
+            "template": (bundle.plan.get("template") or {}).get("sha256")}
+    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _rank() -> int:
@@ -131,6 +144,15 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
     launch = bundle.plan.get("launch") or {}
     ds = launch.get("deepspeed_config")
     kernels = t.get("kernels") or {}
+    optim = str(t.get("optimizer", "adamw_torch"))
+    if "8bit" in optim or optim.startswith("paged_"):
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise StageError(f"training.optimizer: {optim} needs the bitsandbytes package (and a CUDA GPU): "
+                             "pip install bitsandbytes, or use adamw_torch") from None
+    if optim == "adamw_torch_fused" and not on_gpu:
+        _say("optimizer adamw_torch_fused on CPU: torch's fused AdamW (CPU kernel)")
     if kernels.get("cut_cross_entropy"):
         raise StageError("training.kernels.cut_cross_entropy is not supported by this runtime yet; "
                          "turn it off (liger is supported)")
@@ -152,7 +174,7 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
         warmup_steps=warmup,
         num_train_epochs=float(t.get("epochs") or 1),
         max_steps=int(t["max_steps"]) if t.get("max_steps") else -1,
-        optim=t.get("optimizer", "adamw_torch"),
+        optim=optim,
         weight_decay=float(t.get("weight_decay") or 0.0),
         max_grad_norm=float(t.get("max_grad_norm") or 0.0),
         activation_checkpointing=bool(t.get("gradient_checkpointing")),
@@ -227,11 +249,12 @@ def make_trainer_class() -> type:
                 self._loft_staging = False
             self.accelerator.wait_for_everyone()
             if self.args.should_save:
-                checkpoint.publish(ckpts, self.state.global_step)
+                checkpoint.publish(ckpts, self.state.global_step, {"plan": self.loft_fingerprint})
                 checkpoint.rotate(ckpts, self.loft_keep)
             self.accelerator.wait_for_everyone()
 
         loft_keep: int | None = None
+        loft_fingerprint: str = ""
 
     return LoftTrainer
 
@@ -253,6 +276,16 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     out = bundle.out
     ckpts = out / "checkpoints"
     sentinel = bundle.root / "STOP"
+    plan_id = fingerprint(bundle)
+    previous = json.loads((out / REPORT).read_text()) if (out / REPORT).is_file() else {}
+    if previous.get("status") == "completed" and previous.get("plan") == plan_id and (out / "final").is_dir():
+        _say(f"already trained with this plan ({previous.get('global_step')} steps, model in {out / 'final'}); "
+             f"delete {out / 'final'} to train again")
+        return 0
+    resume = checkpoint.newest_complete(ckpts)
+    if resume is not None and checkpoint.marker(resume).get("plan", plan_id) != plan_id:
+        raise StageError(f"{resume} was written by a different plan (training settings changed since); "
+                         f"move {ckpts} away to start over, or rebuild with the old config to resume")
     on_gpu = torch.cuda.is_available()
     aux = (cfg["training"].get("aux_losses") or {})
     als = aux.get("adaptive_label_smoothing") or {}
@@ -283,7 +316,6 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     micro, accum, auto_record = _batch_shape(bundle, on_gpu, probe_factory)
     args = training_arguments(bundle, micro, accum, eval_ds is not None, on_gpu, len(train_ds))
 
-    resume = checkpoint.newest_complete(ckpts)
     resume_step = None
     if resume is not None:
         resume_step = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
@@ -304,6 +336,7 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     trainer.loft_aux = aux
     trainer.loft_batches = batches
     trainer.loft_keep = cfg["training"].get("save_total_limit")
+    trainer.loft_fingerprint = plan_id
 
     if resume is not None:
         _say(f"resuming from {resume} (step {resume_step})")
@@ -328,7 +361,7 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
         "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
         "train_loss": result.training_loss if result is not None else None,
         "newest_checkpoint": str(checkpoint.newest_complete(ckpts) or "") or None,
-        "stop_reason": stop.reason,
+        "stop_reason": stop.reason, "plan": plan_id,
     }
     if not finished:
         report["final_dir"] = None

@@ -93,3 +93,31 @@ def test_resume_after_kill_during_save_uses_previous_complete(tiny_model_dir, tm
     got, want = losses(crashed), losses(clean)
     assert [s for s, _ in got] == [1, 2, 3, 4, 5, 6]
     assert all(abs(a - b) <= 1e-6 for (_, a), (_, b) in zip(got, want, strict=True))
+
+
+@pytest.mark.slow
+def test_rerun_after_completion_and_plan_changes(tiny_model_dir, tmp_path, capsys):
+    """A completed run is not retrained by a second launch; checkpoints of a different plan are refused."""
+    from loft.runtime.__main__ import main
+
+    run_dir = make_bundle(tmp_path, tiny_model_dir, {"training.max_steps": 2, "training.save_steps": 1})
+    assert main(["train", str(run_dir)]) == 0
+    marker = json.loads((run_dir / "out" / "checkpoints" / "checkpoint-2" / checkpoint.MARKER).read_text())
+    assert marker["step"] == 2 and len(marker["plan"]) == 64
+    before = (run_dir / "out" / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["train", str(run_dir)]) == 0
+    assert "already trained with this plan" in capsys.readouterr().err
+    assert (run_dir / "out" / "metrics.jsonl").read_text() == before
+    # eval/export settings are not training settings: still the same plan
+    plan = json.loads((run_dir / "plan.lock").read_text())
+    plan["config"]["eval"]["max_new_tokens"] = 3
+    (run_dir / "plan.lock").write_text(json.dumps(plan))
+    assert main(["train", str(run_dir)]) == 0
+    # a changed learning rate is: its checkpoints cannot be resumed silently
+    plan["config"]["training"]["learning_rate"] = 1e-5
+    (run_dir / "plan.lock").write_text(json.dumps(plan))
+    capsys.readouterr()
+    assert main(["train", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "written by a different plan" in err and "Traceback" not in err

@@ -212,3 +212,17 @@ def test_axolotl_extension_keys(tiny_model_dir, tmp_path):
     before = model.get_input_embeddings().weight.shape[0]
     assert fit_embeddings(model, tok) and model.get_input_embeddings().weight.shape[0] == before + 1
     assert not fit_embeddings(model, tok)
+
+
+def test_8bit_optimizer_without_bitsandbytes_is_a_clear_error(tiny_model_dir, tmp_path):
+    from loft.runtime.train.model import StageError
+    from loft.runtime.train.trainer import training_arguments
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        b = _bundle(tmp_path, tiny_model_dir, {"training.optimizer": "paged_adamw_8bit"})
+        with pytest.raises(StageError, match="bitsandbytes"):
+            training_arguments(b, micro=1, accum=1, has_eval=False, on_gpu=False)
+    else:  # pragma: no cover - bitsandbytes is not installed in this project's environment
+        pytest.skip("bitsandbytes is installed")
