@@ -7,8 +7,9 @@ trained tokens. This module makes every run end exactly on its turn's end-of-tur
   behaviour where a generation span ending on whitespace maps to a token range running to the end of
   the sequence (older `char_to_token`-based masks returned None for the whitespace char and fell back
   to the last token); the trained span must stop on the end-of-turn token.
-* A run that stops before its end-of-turn token (templates that close `{% endgeneration %}` before
-  `<|eot_id|>`) gets that token attached, if no other run starts first.
+* A run that stops right before its end-of-turn token (templates that close `{% endgeneration %}`
+  before `<|eot_id|>`) gets that token attached; one further away (a newline between) is left untrained,
+  as are the tokens between.
 
 `train_on_eos`: turn = each trained turn's end-of-turn token; last = only the last trained turn's;
 all = every end-of-turn token in the sample (user turns' too); none = never.
@@ -46,7 +47,7 @@ def turns_from_runs(ids: Sequence[int], runs: list[tuple[int, int]], eot_ids: fr
         eot = next((i for i in range(start, n_ids) if ids[i] in eot_ids), None)
         if eot is not None and eot < end:  # spill guard: the run ends on its end-of-turn token
             turns.append((start, eot, eot))
-        elif eot is not None and eot < nxt:  # end-of-turn rendered just outside the tag
+        elif eot is not None and eot == end and eot < nxt:  # end-of-turn rendered right after the tag
             turns.append((start, end, eot))
         else:
             turns.append((start, end, None))

@@ -35,8 +35,8 @@ def tok():
     return AutoTokenizer.from_pretrained(str(tiny_tokenizer()))
 
 
-def encode(tok, template, messages, mask="generation", complete=True, **spec):
-    enc = Encoder(tok, template, mask, "<|eot_id|>", DatasetSpec(name="t", **spec))
+def encode(tok, template, messages, mask="generation", complete=True, eot="<|eot_id|>", **spec):
+    enc = Encoder(tok, template, mask, eot, DatasetSpec(name="t", **spec))
     return enc, enc.encode([Example(messages=messages, complete=complete)])[0]
 
 
@@ -59,6 +59,7 @@ def test_end_of_turn_outside_the_tag_is_attached_and_policies():
     runs = [(3, 5), (8, 9)]  # content only; the end-of-turn tokens follow the tagged spans
     turns = turns_from_runs(ids, runs, frozenset({EOT}))
     assert turns == [(3, 5, 5), (8, 9, 9)]
+    assert turns_from_runs([1, 5, 6, EOT], [(1, 2)], frozenset({EOT})) == [(1, 2, None)]  # not adjacent
     lab = {p: labels_for(ids, turns, frozenset({EOT}), p) for p in ("turn", "last", "all", "none")}
     assert [i for i, v in enumerate(lab["turn"]) if v != IGNORE] == [3, 4, 5, 8, 9]
     assert [i for i, v in enumerate(lab["last"]) if v != IGNORE] == [3, 4, 8, 9]
@@ -124,3 +125,33 @@ def test_template_error_is_a_counted_bad_sample(tok):
     out = enc.encode([Example(messages=CHAT), Example(messages=good)])
     assert out[0].reason == "template_error"
     assert out[1].input_ids and any(v != IGNORE for v in out[1].labels)
+
+
+LIBRARY = [("llama3", "llama3.2"), ("chatml", "qwen2.5"), ("gemma", "gemma3"), ("mistral", "mistral-v3"),
+           ("phi3", "phi3.5"), ("zephyr", "zephyr")]
+
+
+@pytest.mark.parametrize("family,name", LIBRARY)
+def test_library_templates_mask_ends_on_their_end_of_turn(family, name):
+    import json
+    from importlib.resources import files
+
+    from transformers import AutoTokenizer
+
+    lib = files("loft.chat_templates")
+    if not lib.joinpath("index.json").is_file():
+        pytest.skip("chat template library not present")
+    meta = json.loads(lib.joinpath("index.json").read_text())["families"].get(name)
+    if meta is None:
+        pytest.skip(f"{name} not in the template library")
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer(family)))
+    chat = [dict(m) for m in CHAT]
+    chat[2]["content"] = "A branch of science. "  # whitespace at a span's end
+    enc, r = encode(tok, lib.joinpath(meta["file"]).read_text(), chat, eot=meta["end_of_turn"])
+    assert enc.fast  # the fast path agreed with apply_chat_template
+    eot = tok.convert_tokens_to_ids(meta["end_of_turn"])
+    runs = trained_runs(r.labels)
+    assert len(runs) == 2 and all(r.input_ids[end - 1] == eot for _, end in runs)
+    trained = tok.decode([t for t, v in zip(r.input_ids, r.labels, strict=True) if v != IGNORE])
+    assert "A branch of science." in trained and "Learning from data." in trained
+    assert "What is AI" not in trained and "Be brief" not in trained
