@@ -43,11 +43,12 @@ class DatasetSpec:
             name=str(entry["name"]),
             format=fmt,
             field_messages=entry.get("field_messages") or "messages",
-            message_fields=dict(entry.get("message_fields") or {"role": "role", "content": "content"}),
+            message_fields={"role": "role", "content": "content",
+                            **{k: v for k, v in (entry.get("message_fields") or {}).items() if v}},
             roles={str(k): str(v) for k, v in (entry.get("roles") or {}).items()},
             roles_to_train=tuple(entry.get("roles_to_train") or ("assistant",)),
             train_on_eos=entry.get("train_on_eos") or "turn",
-            fields=dict(entry.get("fields") or {}),
+            fields={k: v for k, v in (entry.get("fields") or {}).items() if v},  # null = the default name
         )
 
     def tokenization_config(self) -> dict[str, Any]:

@@ -87,3 +87,11 @@ def test_message_fields_map_extra_template_properties():
                         {"role": "assistant", "content": "a", "thinking": "hmm"}]}
     ex = normalize(row, spec(message_fields={"role": "role", "content": "content", "reasoning_content": "thinking"}))
     assert ex.messages[1] == {"role": "assistant", "content": "a", "reasoning_content": "hmm"}
+
+
+def test_null_field_names_mean_the_defaults():
+    # resolve writes every schema key; unset field names arrive as null
+    s = spec(format="alpaca", fields={"instruction": None, "input": None, "output": None, "system": None,
+                                      "text": None}, message_fields={"role": "role", "content": None})
+    ex = normalize({"instruction": "Add", "output": "4"}, s)
+    assert ex.messages == [{"role": "user", "content": "Add"}, {"role": "assistant", "content": "4"}]
