@@ -52,7 +52,7 @@ def _load_tokenizer(tokenizer: Any) -> Any:
 
 def explain(samples: list[dict[str, Any]], tokenizer: Any, template_text: str, dataset: dict[str, Any] | None = None,
             mask: str = "generation", end_of_turn: str | None = None, train_on_incomplete: bool = False,
-            ids: list[str] | None = None) -> list[SampleView]:
+            ids: list[str] | None = None, date_string: str | None = None) -> list[SampleView]:
     """One SampleView per raw sample. `dataset` is the dataset's config entry (format, field mappings,
     roles_to_train, train_on_eos, ...); `tokenizer` a loaded fast tokenizer or a path / hub id."""
     from loft.runtime.prepare.errors import BadSample
@@ -61,7 +61,8 @@ def explain(samples: list[dict[str, Any]], tokenizer: Any, template_text: str, d
 
     tok = _load_tokenizer(tokenizer)
     spec = DatasetSpec.from_config({"name": "sample", **(dataset or {})})
-    encoder = Encoder(tok, template_text, mask, end_of_turn, spec, train_on_incomplete, keep_text=True)
+    encoder = Encoder(tok, template_text, mask, end_of_turn, spec, train_on_incomplete, keep_text=True,
+                      template_vars={"date_string": date_string} if date_string else None)
     views = []
     for n, raw in enumerate(samples):
         view = SampleView(sample_id=ids[n] if ids else f"{spec.name}:{n}", raw=raw)
@@ -194,7 +195,8 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
             views += explain(rows, tok, template_text, s.entry, tmpl.get("mask", "generation"),
                              tmpl.get("end_of_turn"),
                              bool(bundle.config.get("sequence", {}).get("train_on_incomplete_assistant", False)),
-                             ids=[f"{s.spec.name}:{i} (line {line})" for i, line in enumerate(batch.get(LINE, []))])
+                             ids=[f"{s.spec.name}:{i} (line {line})" for i, line in enumerate(batch.get(LINE, []))],
+                             date_string=tmpl.get("date_string"))
     except (PlanError, PrepareError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ from loft.runtime.prepare.errors import BadSample, PrepareError
 from loft.runtime.prepare.formats import DatasetSpec, Example, normalize
 from loft.runtime.prepare.load import LINE, file_sha256, load_raw, row_dicts
 from loft.runtime.prepare.split import fit
-from loft.runtime.prepare.template import Encoder, eot_token_ids
+from loft.runtime.prepare.template import DEFAULT_DATE, Encoder, eot_token_ids
 
 CACHE_VERSION = 1  # bump when the cached columns or their meaning change
 BLEND_KEYS = ("weight", "epochs", "subset", "eval_split")  # dataset keys that never change the tokens
@@ -182,6 +182,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
     policy = data_cfg.get("bad_samples", "skip")
     tok_hash = cache.tokenizer_hash(tokenizer)
     template_sha = tmpl.get("sha256") or cache.key({"t": template_text})
+    template_vars = {"date_string": tmpl.get("date_string") or DEFAULT_DATE}
 
     srcs = sources(bundle)
     tokenized: dict[str, Any] = {}
@@ -198,7 +199,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
                                 "(sha256 differs from plan.lock); prepared from the file as it is now")
         key1 = cache.key({"v": CACHE_VERSION, "data": src.sha256 or [src.plan.get("path"), src.plan.get("revision")],
                           "split": src.entry.get("split", "train"), "dataset": src.spec.tokenization_config(),
-                          "tokenizer": tok_hash, "template": template_sha, "mask": mask_mode,
+                          "tokenizer": tok_hash, "template": template_sha, "mask": mask_mode, "vars": template_vars,
                           "end_of_turn": tmpl.get("end_of_turn"), "train_on_incomplete": train_on_incomplete})
         path1 = cache.entry(cache_dir, name, key1)
         hit = cache.load(path1)
@@ -206,7 +207,8 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
         if hit is None:
             raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
             nproc = resolve_num_proc(data_cfg.get("num_proc", "auto"), len(raw))
-            encoder = Encoder(tokenizer, template_text, mask_mode, tmpl.get("end_of_turn"), src.spec, train_on_incomplete)
+            encoder = Encoder(tokenizer, template_text, mask_mode, tmpl.get("end_of_turn"), src.spec, train_on_incomplete,
+                              template_vars=template_vars)
             ds = raw.map(TokenizeBatch(encoder), batched=True, batch_size=256, with_indices=True,
                          remove_columns=raw.column_names, num_proc=nproc if nproc > 1 else None,
                          features=_TOKENIZED_FEATURES())
@@ -331,6 +333,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
         "strategy": strategy, "packing": packing, "train_on_incomplete_assistant": train_on_incomplete,
         "bad_samples_policy": policy,
         "template": {"mask": mask_mode, "note": _mask_note(mask_mode, srcs), "end_of_turn": tmpl.get("end_of_turn"),
+                     "date_string": template_vars["date_string"],
                      "end_of_turn_ids": sorted(eot_ids)},
         "datasets": {s.spec.name: {**{k: v for k, v in s.info.items() if k != "cache_key"},
                                    "train_samples": len(train_sel[s.spec.name]),

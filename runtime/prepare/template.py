@@ -21,6 +21,11 @@ from loft.runtime.prepare.errors import BadSample
 from loft.runtime.prepare.formats import DatasetSpec, Example
 from loft.runtime.prepare.mask import IGNORE, labels_for, runs_of, turns_from_runs
 
+# Templates that print today's date (Llama 3.x `strftime_now`) get this fixed one instead, so prepared data
+# and its cache do not change with the calendar; `plan.template.date_string` overrides it. This is the
+# date the Llama 3.x templates themselves use when no clock is available.
+DEFAULT_DATE = "26 Jul 2024"
+
 
 @dataclass
 class Encoded:
@@ -58,8 +63,10 @@ class Encoder:
     """Picklable callable state for `Dataset.map` workers: tokenizer, template and mask settings."""
 
     def __init__(self, tokenizer: Any, template_text: str, mask_mode: str, end_of_turn: str | None,
-                 spec: DatasetSpec, train_on_incomplete: bool = False, keep_text: bool = False) -> None:
+                 spec: DatasetSpec, train_on_incomplete: bool = False, keep_text: bool = False,
+                 template_vars: dict[str, Any] | None = None) -> None:
         self.tokenizer = tokenizer
+        self.template_vars = {"date_string": DEFAULT_DATE, **(template_vars or {})}
         self.template = template_text
         self.spec = spec
         self.eot_ids = eot_token_ids(tokenizer, end_of_turn)
@@ -90,7 +97,8 @@ class Encoder:
         ok, bad = [], {}
         for i, e in enumerate(examples):
             try:
-                self.tokenizer.apply_chat_template(e.messages, chat_template=self.template, tokenize=False)
+                self.tokenizer.apply_chat_template(e.messages, chat_template=self.template, tokenize=False,
+                                                **self.template_vars)
                 ok.append(i)
             except Exception as err:  # jinja TemplateError / raise_exception in the template
                 bad[i] = BadSample("template_error", str(err)[:200])
@@ -130,7 +138,7 @@ class Encoder:
 
         rendered: Any = render_jinja_template(conversations=list(convs), chat_template=self.template,
                                               return_assistant_tokens_mask=True,
-                                              **self.tokenizer.special_tokens_map)
+                                              **{**self.tokenizer.special_tokens_map, **self.template_vars})
         return list(rendered[0]), list(rendered[1])
 
     def _backend_encode(self, texts: list[str]) -> list[Any]:
@@ -145,7 +153,8 @@ class Encoder:
         if not convs:
             return
         ref = self.tokenizer.apply_chat_template(list(convs), chat_template=self.template, tokenize=True,
-                                                 return_dict=True, return_assistant_tokens_mask=True)
+                                                 return_dict=True, return_assistant_tokens_mask=True,
+                                                 **self.template_vars)
         _, spans = self._render_tracked(convs)
         for n, enc in enumerate(encodings):
             mask = [0] * len(enc.ids)
@@ -159,7 +168,8 @@ class Encoder:
     def _encode_reference(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
         """The plain transformers path: batched apply_chat_template with return_assistant_tokens_mask."""
         out = self.tokenizer.apply_chat_template([e.messages for e in examples], chat_template=self.template,
-                                                 tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+                                                 tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+                                                 **self.template_vars)
         results: list[Encoded | BadSample] = []
         for ids, amask, e in zip(out["input_ids"], out["assistant_masks"], examples, strict=True):
             turns = turns_from_runs(ids, runs_of(amask), self.eot_ids)
@@ -168,7 +178,8 @@ class Encoder:
         return results
 
     def _texts(self, convs: Sequence[Any]) -> list[str]:
-        return [self.tokenizer.apply_chat_template(c, chat_template=self.template, tokenize=False) for c in convs]
+        return [self.tokenizer.apply_chat_template(c, chat_template=self.template, tokenize=False,
+                                                **self.template_vars) for c in convs]
 
     def _encode_prefix(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
         ok, bad = self._render_ok(examples)
@@ -208,7 +219,7 @@ class Encoder:
     def _prefix_len(self, messages: list[dict[str, Any]], full: str, gen_prompt: bool) -> int:
         try:
             prefix = self.tokenizer.apply_chat_template(messages, chat_template=self.template, tokenize=False,
-                                                        add_generation_prompt=gen_prompt)
+                                                        add_generation_prompt=gen_prompt, **self.template_vars)
         except Exception:
             return 0
         if full.startswith(prefix):

@@ -155,3 +155,22 @@ def test_library_templates_mask_ends_on_their_end_of_turn(family, name):
     trained = tok.decode([t for t, v in zip(r.input_ids, r.labels, strict=True) if v != IGNORE])
     assert "A branch of science." in trained and "Learning from data." in trained
     assert "What is AI" not in trained and "Be brief" not in trained
+
+
+def test_template_date_is_pinned_not_today():
+    from importlib.resources import files
+
+    path = files("loft.chat_templates").joinpath("llama3.2.jinja")
+    if not path.is_file():
+        pytest.skip("chat template library not present")
+    from transformers import AutoTokenizer
+
+    from loft.runtime.prepare.template import DEFAULT_DATE
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer()))
+    enc = Encoder(tok, path.read_text(), "generation", "<|eot_id|>", DatasetSpec(name="t"), keep_text=True)
+    [r] = enc.encode([Example(messages=CHAT[1:3])])
+    assert f"Today Date: {DEFAULT_DATE}" in r.text  # reproducible, cacheable data whatever the calendar says
+    pinned = Encoder(tok, path.read_text(), "generation", "<|eot_id|>", DatasetSpec(name="t"), keep_text=True,
+                     template_vars={"date_string": "01 Jan 2030"})
+    assert "Today Date: 01 Jan 2030" in pinned.encode([Example(messages=CHAT[1:3])])[0].text
