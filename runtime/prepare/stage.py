@@ -223,6 +223,7 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
         timings[f"tokenize:{name}"] = round(time.perf_counter() - t, 3)
         src.info["rows_raw"] = meta["rows_raw"]
         src.info["mask"] = meta["mask"]
+        src.info["num_proc"] = meta.get("num_proc", 1)  # of the run that tokenized it
         src.info["cache_key"] = key1
         bad = np.array(_column(ds, "bad"), dtype=object)
         bad_idx = np.nonzero(bad != "")[0]

@@ -163,9 +163,8 @@ def test_template_date_is_pinned_not_today():
     path = files("loft.chat_templates").joinpath("llama3.2.jinja")
     if not path.is_file():
         pytest.skip("chat template library not present")
-    from transformers import AutoTokenizer
-
     from loft.runtime.prepare.template import DEFAULT_DATE
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tiny_tokenizer()))
     enc = Encoder(tok, path.read_text(), "generation", "<|eot_id|>", DatasetSpec(name="t"), keep_text=True)

@@ -277,3 +277,11 @@ def test_cache_prune_keeps_the_newest_and_the_current_entries(tmp_path):
     cache.prune(tmp_path, "chat", keep={keys[0]}, max_entries=3)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["chat-" + keys[0], "chat-" + keys[6], "chat-" + keys[7], "chat-" + keys[8], "chat2-" + keys[0]]
+
+
+def test_worker_processes_give_the_same_data(tmp_path, tok_dir):
+    rows = chat_rows(60)
+    one = run(bundle(tmp_path / "one", tok_dir, rows=rows, data={"num_proc": 1}), **QUIET)
+    two = run(bundle(tmp_path / "two", tok_dir, rows=rows, data={"num_proc": 2}), **QUIET)
+    assert two["datasets"]["chat"]["num_proc"] == 2 and one["datasets"]["chat"]["num_proc"] == 1
+    assert prepared(tmp_path / "one").to_dict() == prepared(tmp_path / "two").to_dict()
