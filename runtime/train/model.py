@@ -62,6 +62,27 @@ def check_qlora(bundle: Bundle) -> None:
         raise StageError("adapter.type: qlora needs the bitsandbytes package: pip install bitsandbytes") from None
 
 
+FLASH_PACKAGES = {"flash_attention_2": ("flash_attn", "pip install flash-attn --no-build-isolation"),
+                  "flash_attention_3": ("flash_attn_interface", "build flash-attention's hopper/ package")}
+
+
+def check_attention(bundle: Bundle) -> None:
+    """flash-attention needs its package and a CUDA GPU: say so before loading (the plan chose it)."""
+    import importlib.util
+
+    attn = bundle.config["model"].get("attn_implementation")
+    if attn not in FLASH_PACKAGES:
+        return
+    import torch
+
+    module, how = FLASH_PACKAGES[attn]
+    if not torch.cuda.is_available():
+        raise StageError(f"model.attn_implementation: {attn} needs a CUDA GPU; none is visible here "
+                         "(use sdpa for a CPU run)")
+    if importlib.util.find_spec(module) is None:
+        raise StageError(f"model.attn_implementation: {attn} needs the {module} package: {how}; or use sdpa")
+
+
 def load_tokenizer(bundle: Bundle) -> Any:
     from transformers import AutoTokenizer
 

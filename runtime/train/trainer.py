@@ -21,7 +21,15 @@ from . import autobatch, checkpoint
 from .collate import LoftCollator
 from .losses import aux_losses_active, causal_lm_loss
 from .metrics import BatchRecorder, MetricsCallback, read_jsonl, report_to
-from .model import StageError, apply_adapter, check_qlora, fit_embeddings, load_base_model, load_tokenizer
+from .model import (
+    StageError,
+    apply_adapter,
+    check_attention,
+    check_qlora,
+    fit_embeddings,
+    load_base_model,
+    load_tokenizer,
+)
 from .stop import StopCallback, StopRequest, clear_sentinel
 
 if TYPE_CHECKING:
@@ -270,6 +278,7 @@ def _write_report(out: Path, report: dict[str, Any]) -> None:
 def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     """Train as the plan says; resume from the newest complete checkpoint. Returns the exit code."""
     check_qlora(bundle)  # before any weights or data are read
+    check_attention(bundle)
     import torch
 
     cfg = bundle.config

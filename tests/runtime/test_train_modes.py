@@ -226,3 +226,15 @@ def test_8bit_optimizer_without_bitsandbytes_is_a_clear_error(tiny_model_dir, tm
             training_arguments(b, micro=1, accum=1, has_eval=False, on_gpu=False)
     else:  # pragma: no cover - bitsandbytes is not installed in this project's environment
         pytest.skip("bitsandbytes is installed")
+
+
+def test_flash_attention_on_cpu_is_a_clear_error(tiny_model_dir, tmp_path):
+    import torch
+    from loft.runtime.train.model import StageError, check_attention
+
+    if torch.cuda.is_available():  # pragma: no cover - this project's CI has no GPU
+        pytest.skip("a GPU is visible")
+    b = _bundle(tmp_path, tiny_model_dir, {"model.attn_implementation": "flash_attention_2"})
+    with pytest.raises(StageError, match="needs a CUDA GPU"):
+        check_attention(b)
+    check_attention(_bundle(tmp_path / "s", tiny_model_dir))  # sdpa: nothing to check
