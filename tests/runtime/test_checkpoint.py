@@ -121,3 +121,37 @@ def test_rerun_after_completion_and_plan_changes(tiny_model_dir, tmp_path, capsy
     assert main(["train", str(run_dir)]) == 1
     err = capsys.readouterr().err
     assert "written by a different plan" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_real_sigkill_while_saving_every_step(tiny_model_dir, tmp_path):
+    """SIGKILL a run that saves every step (so kills often land mid-save); each relaunch resumes from the newest
+    complete checkpoint and the finished run equals an uninterrupted one."""
+    import signal
+    import subprocess
+    import time
+
+    from loft.runtime.plan import load
+    from loft.runtime.train.trainer import run
+    from train_bundle import runtime_env, wait_for_step
+
+    over = {"training.max_steps": 14, "training.save_steps": 1, "training.save_total_limit": 2}
+    clean = make_bundle(tmp_path / "clean", tiny_model_dir, over)
+    assert run(load(clean)) == 0
+    killed = make_bundle(tmp_path / "killed", tiny_model_dir, over)
+    ck = killed / "out" / "checkpoints"
+    cmd = [sys.executable, "-m", "loft.runtime", "train", str(killed)]
+    for target in (3, 7):
+        proc = subprocess.Popen(cmd, env=runtime_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_step(killed, target, proc)
+        time.sleep(0.02 * target)  # vary where in the step/save the kill lands
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        newest = checkpoint.newest_complete(ck)
+        assert newest is not None and checkpoint.is_complete(newest)
+    proc = subprocess.run(cmd, env=runtime_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got, want = losses(killed), losses(clean)
+    assert [s for s, _ in got] == list(range(1, 15))
+    assert all(abs(a - b) <= 1e-6 for (_, a), (_, b) in zip(got, want, strict=True))
+    assert len(checkpoint.complete_checkpoints(ck)) == 2 and not checkpoint.staging_dir(ck).exists()
