@@ -191,6 +191,7 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
         logging_steps=int(t.get("logging_steps") or 1),
         eval_strategy=("steps" if eval_steps else "epoch") if has_eval else "no",
         eval_steps=int(eval_steps) if (has_eval and eval_steps) else None,
+        prediction_loss_only=True,  # eval loss only: never gather [tokens × vocab] logits
         save_strategy="steps" if save_steps else "epoch",
         save_steps=int(save_steps) if save_steps else 500,
         save_total_limit=None,  # loft rotates complete checkpoints itself (checkpoint.rotate)

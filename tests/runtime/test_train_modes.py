@@ -39,6 +39,7 @@ def test_training_arguments_follow_the_plan(tiny_model_dir, tmp_path):
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)
     assert args.warmup_steps == 3 and args.weight_decay == 0.1 and args.max_steps == 6
     assert args.eval_strategy == "steps" and args.eval_steps == 5 and args.save_strategy == "epoch"
+    assert args.prediction_loss_only
     assert args.bf16 and args.use_cpu and args.dataloader_num_workers == 0 and args.report_to == []
     assert args.deepspeed == str(b.root / "ds_config.json")
     assert args.output_dir == str(b.out / "checkpoints")
