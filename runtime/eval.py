@@ -106,8 +106,12 @@ def generate_vllm(bundle: Bundle, tok: Any, prompts: list[list[int]], max_new_to
     final = bundle.out / "final"
     lora = is_adapter_dir(final)
     src = model_source(bundle)[0] if lora else str(final)
+    extra: dict[str, Any] = {}
+    if lora:  # vLLM's LoRA slots are sized by max_lora_rank (default 16)
+        r = int((bundle.config.get("adapter") or {}).get("r", 16))
+        extra["max_lora_rank"] = next((x for x in (8, 16, 32, 64, 128, 256, 320, 512) if x >= r), r)
     llm = LLM(model=src, tokenizer=str(final), enable_lora=lora,
-              dtype={"bf16": "bfloat16", "fp16": "float16"}.get(bundle.config["model"]["dtype"], "float32"))
+              dtype={"bf16": "bfloat16", "fp16": "float16"}.get(bundle.config["model"]["dtype"], "float32"), **extra)
     kwargs: dict[str, Any] = {}
     if lora:
         from vllm.lora.request import LoRARequest
