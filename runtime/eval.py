@@ -147,6 +147,12 @@ def run(bundle: Bundle) -> int:
         return 0
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
+    from .train.load_trained import stopped_note
+
+    note = stopped_note(bundle, "eval")
+    if note:
+        print(f"[loft] {note}", file=sys.stderr)
+        return 0
     import torch
     from datasets import load_from_disk
 

@@ -97,6 +97,12 @@ def push(dest: Path, target: Any) -> str:
 def run(bundle: Bundle) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
+    from .train.load_trained import stopped_note
+
+    note = stopped_note(bundle, "export")
+    if note:
+        print(f"[loft] {note}", file=sys.stderr)
+        return 0
     ecfg = bundle.config.get("export") or {}
     formats = list(ecfg.get("formats") or [])
     if not formats:

@@ -21,6 +21,12 @@ def run(bundle: Bundle) -> int:
         return 0
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
+    from .train.load_trained import stopped_note
+
+    note = stopped_note(bundle, "merge")
+    if note:
+        print(f"[loft] {note}", file=sys.stderr)
+        return 0
     from .train.load_trained import final_dir, load_trained
 
     adapter = is_adapter_dir(final_dir(bundle))

@@ -11,6 +11,27 @@ if TYPE_CHECKING:
     from ..plan import Bundle
 
 
+def stopped_note(bundle: Bundle, stage: str) -> str | None:
+    """When the last train run was stopped (save-and-quit), why ``stage`` has nothing to do yet.
+
+    launch.sh runs every stage in a row and a stopped train exits 0, so later stages skip instead of failing.
+    """
+    import json
+
+    report = bundle.out / "train_report.json"
+    if not report.is_file():
+        return None
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if data.get("status") != "stopped":
+        return None
+    trial = f" --trial {bundle.trial}" if bundle.trial is not None else ""
+    return (f"{stage} skipped: training was stopped at step {data.get('global_step')} and is not finished; "
+            f"resume with `bash {bundle.root}/launch.sh` (or `loft train {bundle.root}{trial}`)")
+
+
 def final_dir(bundle: Bundle) -> Path:
     final = bundle.out / "final"
     if not (final / "config.json").is_file() and not is_adapter_dir(final):

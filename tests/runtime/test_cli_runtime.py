@@ -98,3 +98,16 @@ def test_trial_trains_into_its_own_directory(tiny_model_dir, tmp_path):
     cfg = json.loads((run / "out" / "trial-0" / "final" / "adapter_config.json").read_text())
     assert cfg["r"] == 2
     assert (run / "out" / "trial-0" / "metrics.jsonl").is_file() and not (run / "out" / "final").exists()
+
+
+def test_later_stages_skip_after_a_stopped_train(tiny_model_dir, tmp_path, capsys):
+    """launch.sh runs every stage; after save-and-quit (exit 0) eval/merge/export say why they skip."""
+    run = make_bundle(tmp_path, tiny_model_dir, n_train=4, n_eval=0)
+    (run / "out" / "train_report.json").write_text(json.dumps({"status": "stopped", "global_step": 7}))
+    for stage in ("eval", "merge", "export"):
+        assert main([stage, str(run)]) == 0
+        err = capsys.readouterr().err
+        assert f"{stage} skipped: training was stopped at step 7" in err and "launch.sh" in err
+    (run / "out" / "train_report.json").write_text(json.dumps({"status": "completed", "global_step": 7}))
+    assert main(["merge", str(run)]) == 1  # completed but no final/: the usual error
+    assert "run the train stage first" in capsys.readouterr().err
