@@ -191,7 +191,8 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
         for s in srcs:
             raw = load_raw(s.plan["path"], s.local, s.entry.get("split") or "train", s.plan.get("revision"))
             batch = raw[: max(0, args.n)]
-            rows = row_dicts(batch) if len(raw) else []
+            rows = [r if isinstance(r, dict) else {"_malformed_json": str(r)}
+                    for r in (row_dicts(batch) if len(raw) else [])]
             views += explain(rows, tok, template_text, s.entry, tmpl.get("mask", "generation"),
                              tmpl.get("end_of_turn"),
                              bool(bundle.config.get("sequence", {}).get("train_on_incomplete_assistant", False)),

@@ -71,21 +71,16 @@ def load_raw(path: str, local: Path | None, split: str = "train", revision: str 
 
 
 def _jsonl(path: Path) -> Any:
+    """Lines as text: they are parsed once, in the (parallel) tokenize step, where a malformed line
+    becomes a `malformed_json` row that prepare turns into a file:line:col error."""
     import datasets
 
     rows, lines = [], []
     with path.open("r", encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PrepareError(f"{path}:{n}:{e.colno}: malformed JSON line ({e.msg})") from None
-            if not isinstance(obj, dict):
-                raise PrepareError(f"{path}:{n}: each line must be a JSON object, got {type(obj).__name__}")
-            rows.append(line)
-            lines.append(n)
+            if line.strip():
+                rows.append(line)
+                lines.append(n)
     return datasets.Dataset.from_dict({RAW: rows, LINE: lines})
 
 
@@ -126,10 +121,33 @@ def _load_hub(path: str, split: str, revision: str | None) -> Any:
     return _with_lines(ds)
 
 
-def row_dicts(batch: dict[str, list[Any]]) -> list[dict[str, Any]]:
+def parse_row(text: str) -> dict[str, Any]:
+    """One JSON line → dict; MalformedLine (with the column) when it is not a JSON object."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MalformedLine(e.colno, e.msg) from None
+    if not isinstance(obj, dict):
+        raise MalformedLine(1, f"each line must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+class MalformedLine(ValueError):
+    def __init__(self, col: int, msg: str) -> None:
+        super().__init__(f"{col}: {msg}")
+        self.col, self.msg = col, msg
+
+
+def row_dicts(batch: dict[str, list[Any]]) -> list[dict[str, Any] | MalformedLine]:
     """A `Dataset.map` batch → one dict per row (parsing `_raw` JSON text where present)."""
     if RAW in batch:
-        return [json.loads(r) for r in batch[RAW]]
+        out: list[dict[str, Any] | MalformedLine] = []
+        for r in batch[RAW]:
+            try:
+                out.append(parse_row(r))
+            except MalformedLine as bad:
+                out.append(bad)
+        return out
     keys = [k for k in batch if k != LINE]
     n = len(batch[LINE])
     return [{k: batch[k][i] for k in keys} for i in range(n)]

@@ -25,6 +25,7 @@ from loft.runtime.prepare.mask import IGNORE, labels_for, runs_of, turns_from_ru
 # and its cache do not change with the calendar; `plan.template.date_string` overrides it. This is the
 # date the Llama 3.x templates themselves use when no clock is available.
 DEFAULT_DATE = "26 Jul 2024"
+SUB_BATCH = 64  # chats per render/encode step of the pipeline
 
 
 @dataclass
@@ -109,24 +110,64 @@ class Encoder:
 
         This is what `apply_chat_template(batch, tokenize=True, return_dict=True,
         return_assistant_tokens_mask=True)` does, without its per-token Python loop over offsets and its
-        BatchEncoding conversion; `_check_equivalence` compares both on the first batch of every dataset."""
-        convs = [e.messages for e in examples]
-        try:
-            texts, spans = self._render_tracked(convs)
-        except Exception:  # one bad chat fails the whole batch: find it, encode the rest
-            ok, bad = self._render_ok(examples)
-            good = self._encode_generation([examples[i] for i in ok]) if ok else []
-            merged: list[Encoded | BadSample] = [bad.get(i, BadSample("bad_type")) for i in range(len(examples))]
-            for i, r in zip(ok, good, strict=True):
-                merged[i] = r
-            return merged
-        encodings = self._backend_encode(texts)
-        if not self._checked:
-            self._check_equivalence(convs[:8], encodings[:8])
+        BatchEncoding conversion; `_check_equivalence` compares both on the first batch of every dataset.
+
+        Pipelined: the Rust encode of one sub-batch (which releases the GIL) runs in a helper thread while
+        Python renders the next sub-batch and builds the labels of the previous one."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        chunks = [list(examples[i:i + SUB_BATCH]) for i in range(0, len(examples), SUB_BATCH)]
+        if not self._checked and chunks:
+            first = self._encode_chunk(chunks[0], self._backend_encode)
+            return first + (self._encode_generation([e for c in chunks[1:] for e in c]) if len(chunks) > 1 else [])
         if not self.fast:
             return self._encode_reference(examples)
         results: list[Encoded | BadSample] = []
-        for enc, char_spans, e, text in zip(encodings, spans, examples, texts, strict=True):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loft-encode") as pool:
+            pending = None
+            for chunk in chunks:
+                rendered = self._render_chunk(chunk)
+                job = pool.submit(self._backend_encode, rendered[0]) if rendered is not None else None
+                if pending is not None:
+                    results += self._labels_chunk(*pending)
+                pending = (chunk, rendered, job)
+            if pending is not None:
+                results += self._labels_chunk(*pending)
+        return results
+
+    def _render_chunk(self, chunk: list[Example]) -> tuple[list[str], list[list[tuple[int, int]]]] | None:
+        try:
+            return self._render_tracked([e.messages for e in chunk])
+        except Exception:  # one bad chat fails the whole render: handled per sample in _labels_chunk
+            return None
+
+    def _labels_chunk(self, chunk: list[Example], rendered: Any, job: Any) -> list[Encoded | BadSample]:
+        if rendered is None:
+            return self._encode_chunk(chunk, self._backend_encode)
+        return self._finish_chunk(chunk, rendered[0], rendered[1], job.result())
+
+    def _encode_chunk(self, chunk: list[Example], encode: Any) -> list[Encoded | BadSample]:
+        """One sub-batch without pipelining (first batch: equivalence check; batches with a bad chat)."""
+        rendered = self._render_chunk(chunk)
+        if rendered is None:  # find the chats the template rejects, encode the rest
+            ok, bad = self._render_ok(chunk)
+            good = self._encode_chunk([chunk[i] for i in ok], encode) if ok else []
+            merged: list[Encoded | BadSample] = [bad.get(i, BadSample("bad_type")) for i in range(len(chunk))]
+            for i, r in zip(ok, good, strict=True):
+                merged[i] = r
+            return merged
+        texts, spans = rendered
+        encodings = encode(texts)
+        if not self._checked:
+            self._check_equivalence([e.messages for e in chunk[:8]], encodings[:8])
+        if not self.fast:
+            return self._encode_reference(chunk)
+        return self._finish_chunk(chunk, texts, spans, encodings)
+
+    def _finish_chunk(self, chunk: list[Example], texts: list[str], spans: list[list[tuple[int, int]]],
+                      encodings: list[Any]) -> list[Encoded | BadSample]:
+        results: list[Encoded | BadSample] = []
+        for enc, char_spans, e, text in zip(encodings, spans, chunk, texts, strict=True):
             ids = enc.ids
             runs = [r for r in (_span_to_tokens(enc, s, t) for s, t in char_spans) if r is not None]
             turns = turns_from_runs(ids, runs, self.eot_ids)
