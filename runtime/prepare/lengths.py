@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +82,18 @@ def text_histogram(lengths: np.ndarray, max_length: int, width: int = 40) -> str
     return "\n".join(lines)
 
 
-def preload_matplotlib() -> None:
+def preload_matplotlib() -> threading.Thread:
     """Import matplotlib in a background thread while the data is tokenized (in worker processes or in
     Rust), so the plot at the end does not pay the ~0.6 s import on the critical path."""
-    import threading
-
     def _load() -> None:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot
 
-    threading.Thread(target=_load, name="loft-preload-matplotlib", daemon=True).start()
+    thread = threading.Thread(target=_load, name="loft-preload-matplotlib", daemon=True)
+    thread.start()
+    return thread  # join it before forking worker processes (no fork while a thread holds locks)
 
 
 def plot(lengths: np.ndarray, max_length: int, path: Path) -> None:

@@ -189,7 +189,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    lengths.preload_matplotlib()
+    preload = lengths.preload_matplotlib()
     tokenizer = load_tokenizer(bundle)
     template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")
     mask_mode = tmpl.get("mask") or ("generation" if "{% generation %}" in template_text else "prefix")
@@ -227,6 +227,8 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
         if hit is None:
             raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
             nproc = resolve_num_proc(data_cfg.get("num_proc", "auto"), len(raw))
+            if nproc > 1:
+                preload.join()
             encoder = Encoder(tokenizer, template_text, mask_mode, tmpl.get("end_of_turn"), src.spec, train_on_incomplete,
                               template_vars=template_vars)
             ds = raw.map(TokenizeBatch(encoder), batched=True, batch_size=512, with_indices=True,
