@@ -50,7 +50,7 @@ def _load_tokenizer(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def explain(samples: list[dict[str, Any]], tokenizer: Any, template_text: str, dataset: dict[str, Any] | None = None,
+def explain(samples: list[Any], tokenizer: Any, template_text: str, dataset: dict[str, Any] | None = None,
             mask: str = "generation", end_of_turn: str | None = None, train_on_incomplete: bool = False,
             ids: list[str] | None = None, date_string: str | None = None) -> list[SampleView]:
     """One SampleView per raw sample. `dataset` is the dataset's config entry (format, field mappings,
@@ -65,6 +65,10 @@ def explain(samples: list[dict[str, Any]], tokenizer: Any, template_text: str, d
                       template_vars={"date_string": date_string} if date_string else None)
     views = []
     for n, raw in enumerate(samples):
+        if not isinstance(raw, dict):  # e.g. load.MalformedLine from row_dicts: a line that is not JSON
+            views.append(SampleView(sample_id=ids[n] if ids else f"{spec.name}:{n}", raw={},
+                                    error=f"malformed_json: {raw}"))
+            continue
         view = SampleView(sample_id=ids[n] if ids else f"{spec.name}:{n}", raw=raw)
         try:
             ex = normalize(raw, spec)
@@ -191,8 +195,7 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
         for s in srcs:
             raw = load_raw(s.plan["path"], s.local, s.entry.get("split") or "train", s.plan.get("revision"))
             batch = raw[: max(0, args.n)]
-            rows = [r if isinstance(r, dict) else {"_malformed_json": str(r)}
-                    for r in (row_dicts(batch) if len(raw) else [])]
+            rows = row_dicts(batch) if len(raw) else []
             views += explain(rows, tok, template_text, s.entry, tmpl.get("mask", "generation"),
                              tmpl.get("end_of_turn"),
                              bool(bundle.config.get("sequence", {}).get("train_on_incomplete_assistant", False)),

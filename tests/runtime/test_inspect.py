@@ -48,3 +48,14 @@ def test_debug_tokens_cli(tmp_path, capsys):
     assert main_debug_tokens([str(root), "--dataset", "nope"]) == 1
     assert main_debug_tokens([str(tmp_path / "missing")]) == 1
     assert main_debug_tokens(["--bogus"]) == 2
+
+
+def test_malformed_lines_show_as_errors_not_crashes(tmp_path, capsys):
+    root = tmp_path / "run"
+    write_jsonl(root / "data" / "chat.jsonl", chat_rows(1))
+    with (root / "data" / "chat.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    make_bundle(root, tiny_tokenizer(), [{"name": "chat", "path": "data/chat.jsonl"}])
+    assert main_debug_tokens([str(root), "--n", "2", "--no-color"]) == 0
+    out = capsys.readouterr().out
+    assert "malformed_json: 2: Expecting property name" in out and "[[" in out
