@@ -22,3 +22,29 @@ def test_pack_is_deterministic_and_dense():
     assert pack(lengths, 100) == pack(lengths, 100)
     bins = pack(lengths, 100)
     assert len(bins) == 4 and efficiency(lengths, bins, 100) == 1.0
+
+
+def test_packed_position_ids_isolate_samples_in_transformers_attention(tiny_model_dir):
+    """transformers 5.x finds packed samples from restarting position_ids (masking_utils, when no
+    attention_mask and no cache): a packed row gives each sample the logits it gets alone, for sdpa and
+    eager, provided use_cache=False. With the config's use_cache=True the model builds a DynamicCache even
+    in training, the packed detection is skipped, and samples attend to each other: the train stage must
+    run with use_cache=False."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    samples = [[5, 17, 42, 9, 33], [7, 8, 99, 12], [61, 3, 14]]
+    ids = torch.tensor([[t for s in samples for t in s]])
+    pos = torch.tensor([[p for s in samples for p in range(len(s))]])
+    for impl in ("sdpa", "eager"):
+        model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), attn_implementation=impl).train()
+        with torch.no_grad():
+            packed = model(input_ids=ids, position_ids=pos, labels=ids, use_cache=False).logits[0]
+            start = 0
+            for s in samples:
+                alone = model(input_ids=torch.tensor([s]), use_cache=False).logits[0]
+                assert torch.allclose(packed[start:start + len(s)], alone, atol=1e-5), impl
+                start += len(s)
+            assert model.config.use_cache  # the default: packed samples then leak into each other
+            leaky = model(input_ids=ids, position_ids=pos, labels=ids).logits[0]
+            assert not torch.allclose(leaky[5:9], packed[5:9], atol=1e-3)
