@@ -122,6 +122,14 @@ def torch_dtype(name: str) -> Any:
     return getattr(torch, DTYPES.get(name, "float32"))
 
 
+def _no_cache(model: Any) -> Any:
+    """Training never wants a KV cache, and packed rows depend on it being off: with a cache object present,
+    transformers 5.x skips packed-sequence detection from position_ids, so samples packed into one row would
+    attend to each other (see tests/runtime/test_train_modes.py::test_training_model_isolates_packed_samples)."""
+    model.config.use_cache = False
+    return model
+
+
 def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: Any = None) -> Any:
     """The base model: pretrained weights, or (``model.init: random``) seeded random weights from config.json."""
     import torch
@@ -138,7 +146,7 @@ def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: An
         config = AutoConfig.from_pretrained(src, revision=rev, trust_remote_code=kwargs["trust_remote_code"])
         torch.manual_seed(int(bundle.config["training"].get("seed", 42)))
         model = AutoModelForCausalLM.from_config(config, **kwargs)
-        return model
+        return _no_cache(model) if for_training else model
     adapter = bundle.config.get("adapter") or {}
     if adapter.get("type") == "qlora" and for_training:
         from transformers import BitsAndBytesConfig
@@ -150,9 +158,10 @@ def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: An
     elif device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        return AutoModelForCausalLM.from_pretrained(src, revision=rev, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(src, revision=rev, **kwargs)
     except OSError as e:
         raise StageError(f"cannot load the base model from {src}: {e}") from None
+    return _no_cache(model) if for_training else model
 
 
 def lora_config(adapter: dict[str, Any]) -> Any:

@@ -92,6 +92,25 @@ def test_random_init_is_seeded(tiny_model_dir, tmp_path):
     assert torch.equal(s1[w], s2[w]) and not torch.equal(s1[w], sp[w])
 
 
+@pytest.mark.parametrize("init", ["pretrained", "random"])
+def test_training_model_isolates_packed_samples(tiny_model_dir, tmp_path, init):
+    """The model train() gets must not let packed samples attend to each other (default use_cache leaks)."""
+    import torch
+    from loft.runtime.train.model import load_base_model
+
+    model = load_base_model(_bundle(tmp_path, tiny_model_dir, {"model.init": init}))
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randint(3, 500, (1, 6), generator=g), torch.randint(3, 500, (1, 5), generator=g)
+    packed_ids = torch.cat([a, b], 1)
+    position_ids = torch.tensor([[*range(6), *range(5)]])
+    with torch.no_grad():
+        alone = model(input_ids=b).logits[0]
+        packed = model(input_ids=packed_ids, position_ids=position_ids).logits[0, 6:]
+    assert model.config.use_cache is False
+    assert torch.allclose(packed, alone, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_qlora_on_cpu_fails_before_loading(tmp_path, tiny_model_dir):
     run = make_bundle(tmp_path, tiny_model_dir, {"adapter.type": "qlora"})
