@@ -7,7 +7,10 @@ It lists every problem it finds, then exits 1 (0 when all is fine):
 4. a tokenization preview of the first sample of every dataset with its loss mask, made by the runtime's
    own prepare code (`loft.runtime.prepare`: the same normalisation, template rendering, tokenizer and
    mask as `loft prepare`), so what you see is what will be trained on. The tokenizer is loaded here,
-   lazily: `loftc build` itself never imports a training library;
+   lazily: `loftc build` itself never imports a training library. A tokenizer given by hub id is used from
+   the local Hugging Face cache with no request at all; when it is not cached, one request with a short
+   timeout asks the hub, and an unreachable hub (or HF_HUB_OFFLINE=1) skips that preview with a one-line
+   note instead of the retries transformers would make (`--require-preview` makes a skip a problem);
 5. the VRAM/time/cost estimate.
 """
 
@@ -19,11 +22,15 @@ import dataclasses
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+
+HUB_TIMEOUT_S = 4.0  # the one request that asks the hub for a tokenizer not in the local cache
 
 
 @dataclass
@@ -46,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("config", type=Path, help="the loft or Axolotl YAML config")
     p.add_argument("--dialect", choices=("loft", "axolotl"), default=None, help="override dialect detection")
     p.add_argument("--no-preview", action="store_true", help="skip the tokenization preview (no tokenizer load)")
+    p.add_argument("--require-preview", action="store_true",
+                   help="a preview that cannot run (hub tokenizer not cached and the hub unreachable or "
+                        "HF_HUB_OFFLINE=1) is a problem (exit 1), not a note")
     p.add_argument("--samples", type=int, default=1, help="samples to preview per dataset (default 1)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
@@ -53,7 +63,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    found = check(args.config, dialect=args.dialect, preview=not args.no_preview, samples=max(1, args.samples))
+    found = check(args.config, dialect=args.dialect, preview=not args.no_preview, samples=max(1, args.samples),
+                  require_preview=args.require_preview)
     if args.format == "json":
         print(json.dumps({"ok": not found.errors, "errors": found.errors, "warnings": found.warnings,
                           "sections": {t: b for t, b in found.sections}}, indent=2, sort_keys=True,
@@ -73,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if found.errors else 0
 
 
-def check(path: Path, dialect: str | None = None, preview: bool = True, samples: int = 1) -> Findings:
+def check(path: Path, dialect: str | None = None, preview: bool = True, samples: int = 1,
+          require_preview: bool = False) -> Findings:
     """Everything `loftc check` reports, as data (the CLI prints it; tests assert on it)."""
     from ..pipeline import plan as make_plan
 
@@ -96,7 +108,7 @@ def check(path: Path, dialect: str | None = None, preview: bool = True, samples:
         why = _template_why(pseudo, Path(tmp), found)
         found.section("template", _template_summary(the_plan.get("template") or {}) + why)
         if preview and not any(e.startswith("path:") for e in found.errors):
-            _preview(pseudo, Path(tmp), template_text, samples, found)
+            _preview(pseudo, Path(tmp), template_text, samples, found, require_preview)
     found.section("estimate", _estimate_text(the_plan.get("estimate")))
     return found
 
@@ -134,9 +146,6 @@ def _check_paths(the_plan: dict[str, Any], root: Path, attachments: dict[str, by
         mdir = (root / model["path"]).resolve()
         if not mdir.is_dir():
             found.errors.append(f"path: model.base: {mdir} does not exist")
-    elif model.get("id"):
-        found.warnings.append(f"note: model {model['id']} is a hub id: the preview needs it in the local "
-                              "Hugging Face cache (HF_HUB_OFFLINE is respected)")
     for i, ds in enumerate((the_plan.get("data") or {}).get("datasets", [])):
         if ds.get("source") == "local" and not _attached(ds["path"], attachments):
             p = (root / ds["path"]).resolve()
@@ -216,7 +225,114 @@ def _estimate_text(estimate: Any) -> str:
     return str(to_text(estimate))
 
 
-def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: int, found: Findings) -> None:
+@contextmanager
+def _hub_offline() -> Iterator[None]:
+    """huggingface_hub's offline mode (what HF_HUB_OFFLINE=1 sets) for one block: cached files are used as they
+    are, with no request and so no retry. transformers asks `huggingface_hub.constants.is_offline_mode()` at
+    call time; `datasets` keeps its own copy of the flag."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_OFFLINE
+    ds_config = sys.modules.get("datasets.config")
+    ds_saved = getattr(ds_config, "HF_HUB_OFFLINE", None)
+    constants.HF_HUB_OFFLINE = True
+    if ds_config is not None:
+        ds_config.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+        if ds_config is not None:
+            ds_config.HF_HUB_OFFLINE = ds_saved  # type: ignore[attr-defined]
+
+
+def _tokenizer_ref(the_plan: dict[str, Any], root: Path) -> tuple[str | None, str | None]:
+    """(hub id, revision) of the tokenizer the runtime's `load_tokenizer` would take, or (None, None) when it is
+    a local directory (or there is none: load_tokenizer says so)."""
+    model, cfg = the_plan.get("model") or {}, (the_plan.get("config") or {}).get("model") or {}
+    ref = cfg.get("tokenizer") or model.get("path") or model.get("id") or cfg.get("base")
+    if not ref or (root / ref).exists():
+        return None, None
+    return str(ref), model.get("revision")
+
+
+def _hub_cached(repo_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("tokenizer_config.json", "tokenizer.json"):
+        try:
+            if isinstance(try_to_load_from_cache(repo_id, name, revision=revision), str):
+                return True
+        except ValueError:  # not a valid repo id: loading will say what is wrong
+            return False
+    return False
+
+
+def _hub_problem(repo_id: str, revision: str | None) -> tuple[str, bool] | None:
+    """Ask the hub once, with a short timeout and no retry, whether it serves this tokenizer. None: go ahead and
+    load (the hub answered); else (why not, whether that is the config's fault rather than the network's)."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if constants.is_offline_mode():
+        return (f"it is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 (fetch it once with "
+                f"`hf download {repo_id} --include '*.json'`, or unset HF_HUB_OFFLINE)"), False
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, "tokenizer_config.json", revision=revision),
+                             timeout=HUB_TIMEOUT_S, retry_on_errors=False)
+    except GatedRepoError:
+        return f"{repo_id} is gated: accept its license on the hub and set HF_TOKEN", False
+    except RevisionNotFoundError:
+        return f"revision {revision!r} of {repo_id} does not exist on the hub", True
+    except RepositoryNotFoundError:
+        return f"{repo_id} is not on the hub (or it is private: set HF_TOKEN)", True
+    except (EntryNotFoundError, HFValidationError):
+        return None  # the hub answered; loading says what is wrong, if anything
+    except Exception as e:  # connection refused, DNS, timeout, proxy: the network, not the config
+        msg = str(e).splitlines()[0][:120] if str(e) else ""
+        return (f"it is not in the local Hugging Face cache and {constants.ENDPOINT} is unreachable "
+                f"({type(e).__name__}{': ' + msg if msg else ''}; one try, {HUB_TIMEOUT_S:g} s timeout)"), False
+    return None
+
+
+def _load_tokenizer(bundle: Any, the_plan: dict[str, Any], root: Path, found: Findings,
+                    require_preview: bool) -> Any:
+    """The runtime's own `load_tokenizer`, bounded: a hub tokenizer comes from the local cache without any
+    request, or after one short request that found the hub; else None, with a note (or a problem when the
+    config is at fault or `require_preview`)."""
+    from loft.runtime.prepare.errors import PrepareError
+    from loft.runtime.prepare.stage import load_tokenizer
+
+    repo_id, revision = _tokenizer_ref(the_plan, root)
+    if repo_id is None:
+        return load_tokenizer(bundle)
+    if _hub_cached(repo_id, revision):
+        try:
+            with _hub_offline():
+                return load_tokenizer(bundle)
+        except PrepareError:
+            pass  # part of it is cached only: ask the hub below
+    problem = _hub_problem(repo_id, revision)
+    if problem is None:
+        return load_tokenizer(bundle)
+    why, config_fault = problem
+    line = f"tokenization preview skipped: tokenizer {repo_id}: {why}"
+    if config_fault or require_preview:
+        found.errors.append(f"tokenizer: {why}" if config_fault else f"preview: {line}")
+    else:
+        found.warnings.append(f"note: {line}")
+    found.section("tokenization preview", f"(skipped: {why})")
+    return None
+
+
+def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: int, found: Findings,
+             require_preview: bool = False) -> None:
     """The first samples of every dataset through the runtime's token inspector (`loft.runtime.inspect`,
     the same normalisation, template, tokenizer and mask code as `loft prepare`)."""
     try:
@@ -224,13 +340,15 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
         from loft.runtime.plan import Bundle
         from loft.runtime.prepare.errors import PrepareError
         from loft.runtime.prepare.load import load_raw, row_dicts
-        from loft.runtime.prepare.stage import load_tokenizer, sources
+        from loft.runtime.prepare.stage import sources
     except ImportError as e:  # a compiler-only install: say so, it is not a config problem
         found.warnings.append(f"note: tokenization preview skipped ({e}); install loft[runtime] for it")
         return
     bundle = Bundle(root=root, plan=the_plan)
     try:
-        tok = load_tokenizer(bundle)
+        tok = _load_tokenizer(bundle, the_plan, root, found, require_preview)
+        if tok is None:
+            return
         srcs = sources(bundle)
     except (PrepareError, OSError, ValueError) as e:
         found.errors.append(f"tokenizer/data: {e}")

@@ -118,3 +118,91 @@ def test_no_preview_stays_torch_free(tmp_path: Path, tokenizer_files: Path) -> N
             "print(rc, bad); sys.exit(1 if rc or bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+HUB_CONFIG = """\
+loft: 1
+name: hub
+model:
+  base: {repo}
+data:
+  datasets:
+    - path: data/chat.jsonl
+template: llama3
+target:
+  gpu: cpu
+training:
+  precision: fp32
+  optimizer: adamw_torch
+"""
+
+
+def hub_project(root: Path, repo: str) -> Path:
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    cfg = root / "cfg.yaml"
+    cfg.write_text(HUB_CONFIG.format(repo=repo), encoding="utf-8")
+    return cfg
+
+
+def run_check(cfg: Path, hub_cache: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`loftc check` in a fresh process whose Hugging Face cache is `hub_cache` (empty unless a test fills it)."""
+    import os
+    import time
+
+    full = dict(os.environ, HF_HUB_CACHE=str(hub_cache), HF_HOME=str(hub_cache.parent / "hf-home"), **env)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "loft.compiler", "check", str(cfg), *args], env=full,
+                          capture_output=True, text=True, timeout=300)
+    return proc, time.monotonic() - t0
+
+
+def test_uncached_hub_tokenizer_offline_is_a_note(tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 and a tokenizer that is certainly not cached (an empty cache, a made-up repo id): the
+    preview is skipped with one note and the exit code stays 0; `--require-preview` turns it into a problem."""
+    cfg = hub_project(tmp_path / "p", "loft-tests/never-cached-tokenizer-0")
+    cache = tmp_path / "hub-cache"
+    proc, secs = run_check(cfg, cache, HF_HUB_OFFLINE="1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "preview skipped" in line]
+    assert len(notes) == 1 and notes[0].startswith("note:") and "HF_HUB_OFFLINE=1" in notes[0], proc.stderr
+    assert "loft-tests/never-cached-tokenizer-0" in notes[0]
+    assert "(skipped:" in proc.stdout and "Traceback" not in proc.stderr
+    assert "Retrying" not in proc.stderr and secs < 60
+    proc, _ = run_check(cfg, cache, "--require-preview", HF_HUB_OFFLINE="1")
+    assert proc.returncode == 1
+    assert any(line.startswith("preview: tokenization preview skipped") for line in proc.stderr.splitlines())
+    assert "1 problem(s)" in proc.stdout
+
+
+def test_unreachable_hub_is_one_short_try(tmp_path: Path) -> None:
+    """Online mode, but the hub endpoint refuses connections: one request, no retries, a note, exit 0."""
+    cfg = hub_project(tmp_path / "p", "loft-tests/never-cached-tokenizer-1")
+    proc, secs = run_check(cfg, tmp_path / "hub-cache", HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
+                           HF_ENDPOINT="http://127.0.0.1:9")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    note = [line for line in proc.stderr.splitlines() if "preview skipped" in line]
+    assert note and "http://127.0.0.1:9 is unreachable" in note[0] and "one try" in note[0], proc.stderr
+    assert "Retrying" not in proc.stderr and secs < 60
+
+
+@pytest.mark.slow
+def test_cached_hub_tokenizer_is_previewed_without_a_request(tmp_path: Path, tokenizer_files: Path) -> None:
+    """A hub tokenizer in the local cache is used as it is, even online with an unreachable hub (no request,
+    so no retries): the preview shows the trained tokens."""
+    repo = "loft-tests/cached-tokenizer"
+    cache = tmp_path / "hub-cache"
+    sha = "0" * 40
+    repo_dir = cache / ("models--" + repo.replace("/", "--"))
+    snap = repo_dir / "snapshots" / sha
+    snap.mkdir(parents=True)
+    for f in tokenizer_files.iterdir():
+        (snap / f.name).write_bytes(f.read_bytes())
+    (snap / "config.json").write_text(json.dumps(TINY_CONFIG), encoding="utf-8")  # as a hub repo has it
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(sha)
+    cfg = hub_project(tmp_path / "p", repo)
+    proc, _ = run_check(cfg, cache, HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "preview skipped" not in proc.stderr and "Retrying" not in proc.stderr
+    assert "[[hello 0<|eot_id|>]]" in proc.stdout
