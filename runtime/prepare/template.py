@@ -20,6 +20,7 @@ from typing import Any
 from loft.runtime.prepare.errors import BadSample
 from loft.runtime.prepare.formats import DatasetSpec, Example
 from loft.runtime.prepare.mask import IGNORE, labels_for, runs_of, turns_from_runs
+from loft.runtime.prepare.render import SpanRenderer
 
 # Templates that print today's date (Llama 3.x `strftime_now`) get this fixed one instead, so prepared data
 # and its cache do not change with the calendar; `plan.template.date_string` overrides it. This is the
@@ -74,9 +75,13 @@ class Encoder:
         self.train_on_incomplete = train_on_incomplete
         self.keep_text = keep_text
         self._checked = False
+        self._renderer: SpanRenderer | None = None
         self.fast = True  # False when the fast path disagrees with apply_chat_template for this tokenizer
         self.mask_mode = "generation" if mask_mode == "generation" and tuple(spec.roles_to_train) == ("assistant",) \
             else "prefix"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_renderer": None}  # compiled per process (its extension class is local)
 
     # -- chats ---------------------------------------------------------------------------------
     def encode(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
@@ -175,12 +180,30 @@ class Encoder:
         return results
 
     def _render_tracked(self, convs: Sequence[Any]) -> tuple[list[str], list[list[tuple[int, int]]]]:
+        """Texts and generation char spans: the compiled-marks renderer (render.py), transformers'
+        `render_jinja_template` for the chats it hands back."""
+        if self._renderer is None:
+            self._renderer = SpanRenderer(self.template, self._render_vars())
+        texts: list[str] = []
+        spans: list[list[tuple[int, int]]] = []
+        render = self._renderer.render
+        for conv in convs:
+            done = render(conv)
+            if done is None:
+                done = self._render_reference(conv)
+            texts.append(done[0])
+            spans.append(done[1])
+        return texts, spans
+
+    def _render_vars(self) -> dict[str, Any]:
+        return {**self.tokenizer.special_tokens_map, **self.template_vars}
+
+    def _render_reference(self, conv: Any) -> tuple[str, list[tuple[int, int]]]:
         from transformers.utils.chat_template_utils import render_jinja_template
 
-        rendered: Any = render_jinja_template(conversations=list(convs), chat_template=self.template,
-                                              return_assistant_tokens_mask=True,
-                                              **{**self.tokenizer.special_tokens_map, **self.template_vars})
-        return list(rendered[0]), list(rendered[1])
+        rendered: Any = render_jinja_template(conversations=[conv], chat_template=self.template,
+                                              return_assistant_tokens_mask=True, **self._render_vars())
+        return rendered[0][0], [tuple(s) for s in rendered[1][0]]
 
     def _backend_encode(self, texts: list[str]) -> list[Any]:
         backend = self.tokenizer.backend_tokenizer
