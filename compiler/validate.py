@@ -316,11 +316,52 @@ def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
     if str(target.get("gpu", "")).lower() == "cpu" and (target.get("num_gpus", 1) > 1 or target.get("nodes", 1) > 1):
         diags.append(where.diag(("target", "gpu"), "a CPU run uses one process",
                                 "conflict", expected="num_gpus: 1 and nodes: 1 with gpu: cpu"))
+    diags += _training_errors(config, where)
     diags += _catalog_errors(target, where)
     diags += _secret_errors(config, (), where)
     sweep = config.get("sweep")
     if isinstance(sweep, dict):
         diags += _sweep_errors(sweep, config, where)
+    return diags
+
+
+def _training_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]:
+    """Keys that only make sense together: partial fine-tuning, adapter extras, schedule floor, early stopping."""
+    diags: list[Diagnostic] = []
+    adapter = config.get("adapter", {})
+    training = config.get("training", {})
+    kind = adapter.get("type", "lora")
+    unfrozen = training.get("unfrozen_parameters")
+    for i, pattern in enumerate(unfrozen or []):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            diags.append(where.diag(("training", "unfrozen_parameters", i), f"not a regular expression: {e}",
+                                    "type", expected="a Python regular expression over parameter names"))
+    if unfrozen and kind != "none":
+        diags.append(where.diag(("training", "unfrozen_parameters"), f"choosing which base parameters train is a "
+                                f"full fine-tune option; adapter.type is {kind!r}", "conflict",
+                                expected="adapter.type: none",
+                                hint="with an adapter, train whole modules next to it with adapter.modules_to_save"))
+    for key in ("target_parameters", "modules_to_save"):
+        if adapter.get(key) and kind == "none":
+            diags.append(where.diag(("adapter", key), "needs an adapter (adapter.type: none trains everything)",
+                                    "conflict", expected="adapter.type: lora or qlora"))
+    if kind in ("lora", "qlora") and adapter.get("target_modules") == [] and not adapter.get("target_parameters"):
+        diags.append(where.diag(("adapter", "target_modules"), "no LoRA targets", "missing-key",
+                                expected="target_modules or target_parameters"))
+    sched = training.get("lr_scheduler", "cosine")
+    if training.get("min_lr_ratio") is not None and sched != "cosine_with_min_lr":
+        diags.append(where.diag(("training", "min_lr_ratio"), f"a learning-rate floor needs the cosine_with_min_lr "
+                                f"schedule; lr_scheduler is {sched!r}", "conflict",
+                                expected="training.lr_scheduler: cosine_with_min_lr"))
+    if training.get("early_stopping_patience") is not None:
+        data = config.get("data", {})
+        evals = [data.get("eval_split", 0.0)] + [d.get("eval_split") for d in data.get("datasets") or []]
+        if not any(isinstance(v, (int, float)) and v > 0 for v in evals):
+            diags.append(where.diag(("training", "early_stopping_patience"), "early stopping watches the eval loss, "
+                                    "but there is no eval split", "conflict",
+                                    expected="data.eval_split (or a dataset's eval_split) > 0"))
     return diags
 
 

@@ -176,7 +176,7 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
         return int(e.code or 0) and 2
     from loft.runtime.plan import PlanError, load
     from loft.runtime.prepare.errors import PrepareError
-    from loft.runtime.prepare.load import LINE, load_raw, row_dicts
+    from loft.runtime.prepare.load import LINE, load_options, load_raw, row_dicts
     from loft.runtime.prepare.stage import load_tokenizer, sources
 
     try:
@@ -193,7 +193,8 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
         template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")
         views: list[SampleView] = []
         for s in srcs:
-            raw = load_raw(s.plan["path"], s.local, s.entry.get("split") or "train", s.plan.get("revision"))
+            raw = load_raw(s.plan["path"], s.local, s.entry.get("split") or "train", s.plan.get("revision"),
+                           **load_options(s.entry))
             batch = raw[: max(0, args.n)]
             rows = row_dicts(batch) if len(raw) else []
             views += explain(rows, tok, template_text, s.entry, tmpl.get("mask", "generation"),

@@ -234,6 +234,9 @@ class _Translation:
             kind = K.kind_of(key)
             if kind is None:
                 hint = K.HINTS.get(key) or did_you_mean(key, names)
+                eta, lr = _num(value), _num(self.d.get("learning_rate"))
+                if key == "eta_min" and eta is not None and lr:
+                    hint += f": here cosine_min_lr_ratio: {eta / lr:.4g} with lr_scheduler: cosine"
                 self.err([key], "is not an Axolotl config key, so loft cannot tell what it should do",
                          code="unknown-key", hint=hint or "see docs/axolotl.md for the keys loft reads")
             elif kind == "unsupported":
@@ -325,6 +328,27 @@ class _Translation:
                 self.put("model.special_tokens", out, "special_tokens")
         elif st is not None and not isinstance(st, dict):
             self.err(["special_tokens"], "must be a mapping such as {pad_token: '<pad>'}", code="type")
+        self.vocabulary()
+        for key in ("model_config", "overrides_of_model_config"):
+            mc = self.d.get(key)
+            if isinstance(mc, dict) and mc:
+                self.put("model.config_overrides", json.loads(json.dumps(mc)), key)
+            elif mc is not None and not isinstance(mc, dict):
+                self.err([key], "must be a mapping of config.json keys, e.g. {output_router_logits: true}",
+                         code="type")
+
+    def vocabulary(self) -> None:
+        """`tokens`: a list of new vocabulary entries (Axolotl adds them with tokenizer.add_tokens)."""
+        tokens = self.d.get("tokens")
+        if tokens is None or tokens == []:
+            return
+        if isinstance(tokens, dict):
+            self.err(["tokens"], "must be a list of new vocabulary entries, not a mapping (Axolotl rejects it "
+                     "too)", code="type", hint="bos/eos/pad/unk go under special_tokens: {pad_token: ...}")
+        elif isinstance(tokens, list) and all(isinstance(t, str) and t for t in tokens):
+            self.put("model.added_tokens", list(dict.fromkeys(str(t) for t in tokens)), "tokens")
+        else:
+            self.err(["tokens"], "must be a list of non-empty strings", code="type")
 
     def precision(self) -> None:
         bf16, fp16 = self.d.get("bf16", "auto"), self.d.get("fp16")
@@ -392,8 +416,8 @@ class _Translation:
                 k = "load_in_4bit" if in4 else "load_in_8bit"
                 self.err([k], "quantized loading needs an adapter (Axolotl rejects this too)", code="contradiction",
                          hint="set adapter: qlora, or remove the load_in_* flag for a full fine-tune")
-            lora_set = [k for k in ("lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear")
-                        if not _off(self.d.get(k))]
+            lora_set = [k for k in ("lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
+                                    "lora_target_parameters", "lora_modules_to_save") if not _off(self.d.get(k))]
             if lora_set:
                 self.warn([lora_set[0]], f"{', '.join(lora_set)} have no effect without `adapter` (a full "
                           "fine-tune)")
@@ -450,10 +474,20 @@ class _Translation:
             self.put("adapter.target_modules", [str(x) for x in tm], "lora_target_modules")
         elif isinstance(tm, str) and tm:
             self.put("adapter.target_modules", tm, "lora_target_modules")
-        elif not self.d.get("lora_target_parameters"):  # (that key is reported as unsupported already)
+        elif self.d.get("lora_target_parameters"):
+            self.put("adapter.target_modules", [], "lora_target_parameters")  # only the expert tensors
+        else:
             self.err(["adapter"], "no LoRA targets: set lora_target_linear: true or lora_target_modules",
                      code="missing-key", hint="Axolotl would fall back to PEFT's per-architecture default, "
                      "which loft does not guess")
+        for key, out in (("lora_target_parameters", "adapter.target_parameters"),
+                         ("lora_modules_to_save", "adapter.modules_to_save")):
+            v = self.d.get(key)
+            if isinstance(v, list) and all(isinstance(x, str) and x for x in v):
+                if v:
+                    self.put(out, list(dict.fromkeys(str(x) for x in v)), key)
+            elif v is not None:
+                self.err([key], "must be a list of names", code="type")
         for key, out in (("peft_use_rslora", "adapter.rslora"), ("peft_use_dora", "adapter.dora")):
             if self.d.get(key) is True:
                 self.put(out, True, key)
@@ -521,10 +555,7 @@ class _Translation:
                 self.err([*loc, k], "is not an Axolotl dataset key", code="unknown-key", hint=hint)
                 bad = True
             elif kind == "unsupported" and not _off(v):
-                why = {"data_files": "selecting files inside a dataset repo is not supported; point `path` at "
-                                     "the file or a hub dataset",
-                       "name": "choosing a hub dataset configuration (`name`) is not supported",
-                       "drop_system_message": "dropping system turns is not supported",
+                why = {"drop_system_message": "dropping system turns is not supported",
                        "conversation": "fastchat conversation templates are not supported; use type: chat_template",
                        "field_system": "a custom system field is not supported"}.get(
                     k, "this dataset option is not supported")
@@ -606,6 +637,7 @@ class _Translation:
             self.split(loc, str(split), item)
         if ds.get("revision"):
             item["revision"] = str(ds["revision"])
+        self.load_options(loc, ds, item, pretraining)
         if ds.get("trust_remote_code") is True:
             self.err([*loc, "trust_remote_code"], "dataset loading scripts are not supported (remote code)")
             bad = True
@@ -614,6 +646,24 @@ class _Translation:
             item["roles_to_train"] = ["system", "user", "assistant", "tool"]
             self.sources.setdefault("data.datasets", []).append("train_on_inputs")
         return None if bad else item
+
+    def load_options(self, loc: list[object], ds: dict[str, Any], item: dict[str, Any], pretraining: bool) -> None:
+        """`name` (hub configuration) and `data_files` go to datasets.load_dataset, as in Axolotl."""
+        name, files = ds.get("name"), ds.get("data_files")
+        if isinstance(name, str) and name:
+            item["config_name"] = name
+        elif name is not None:
+            self.err([*loc, "name"], "must be the hub dataset's configuration name", code="type")
+        if isinstance(files, str) and files:
+            item["data_files"] = files
+        elif isinstance(files, list) and files and all(isinstance(f, str) and f for f in files):
+            item["data_files"] = [str(f) for f in files]
+        elif files is not None:
+            self.err([*loc, "data_files"], "must be a file path or a list of file paths", code="type")
+        if pretraining:
+            self.warn(loc, "Axolotl streams pretraining_dataset; loft downloads the split and prepares it before "
+                      "training (the same texts, cut into sequence_len chunks); bound it with split: train[:N]",
+                      code="axolotl-differs")
 
     def messages(self, loc: list[object], ds: dict[str, Any], item: dict[str, Any]) -> None:
         fm = ds.get("field_messages")
@@ -854,8 +904,21 @@ class _Translation:
             self.err(["optimizer"], f"optimizer {opt!r} is not supported", expected=", ".join(sorted(OPTIMIZERS)),
                      hint=did_you_mean(str(opt), list(OPTIMIZERS)))
         sch = self.d.get("lr_scheduler") or "cosine"
+        floor = self.d.get("cosine_min_lr_ratio")
+        if floor is not None and sch == "cosine":
+            fv = _num(floor)
+            if fv is None or not 0 <= fv <= 1:
+                self.err(["cosine_min_lr_ratio"], f"expected a fraction of learning_rate in [0, 1], got {floor!r}",
+                         code="type")
+            else:  # Axolotl's cosine-with-floor = transformers' cosine_with_min_lr(min_lr_rate)
+                sch = "cosine_with_min_lr"
+                self.put("training.min_lr_ratio", fv, "cosine_min_lr_ratio")
+        elif floor is not None:
+            self.warn(["cosine_min_lr_ratio"], f"only applies to lr_scheduler: cosine (here {sch}); Axolotl "
+                      "ignores it, so does loft", code="axolotl-ignored")
         if sch in SCHEDULERS:
-            self.put("training.lr_scheduler", sch, *(["lr_scheduler"] if "lr_scheduler" in self.d else []))
+            self.put("training.lr_scheduler", sch, *(["lr_scheduler"] if "lr_scheduler" in self.d else []),
+                     *(["cosine_min_lr_ratio"] if sch == "cosine_with_min_lr" and floor is not None else []))
         else:
             self.err(["lr_scheduler"], f"lr_scheduler {sch!r} is not supported", expected=", ".join(SCHEDULERS),
                      hint=did_you_mean(str(sch), SCHEDULERS))
@@ -880,6 +943,38 @@ class _Translation:
                       "gradients)")
         if self.d.get("eval_max_new_tokens"):
             self.put("eval.max_new_tokens", self.d["eval_max_new_tokens"], "eval_max_new_tokens")
+        esp = self.d.get("early_stopping_patience")
+        if esp is not None and esp is not False and esp != 0:
+            if not isinstance(esp, int) or isinstance(esp, bool) or esp < 1:
+                self.err(["early_stopping_patience"], f"expected a positive whole number, got {esp!r}", code="type")
+            else:
+                self.put("training.early_stopping_patience", esp, "early_stopping_patience")
+        self.unfrozen()
+
+    def unfrozen(self) -> None:
+        """`unfrozen_parameters`: Axolotl escapes the periods and searches each pattern in parameter names."""
+        up = self.d.get("unfrozen_parameters")
+        if up is None or up == []:
+            return
+        if isinstance(up, str):
+            up = [up]
+        if not isinstance(up, list) or not all(isinstance(p, str) and p for p in up):
+            self.err(["unfrozen_parameters"], "must be a list of parameter-name patterns", code="type")
+            return
+        if self.d.get("adapter"):
+            self.err(["unfrozen_parameters"], "choosing which base parameters train is supported for a full "
+                     f"fine-tune only, not with adapter: {self.d.get('adapter')} (quantized or adapter-wrapped "
+                     "weights)", hint="drop the adapter for a partial full fine-tune, or use "
+                     "lora_modules_to_save to train whole modules next to LoRA")
+            return
+        out = []
+        for i, pattern in enumerate(up):
+            if _RANGE.search(pattern):
+                self.err(["unfrozen_parameters", i], "a parameter index range (`$[:32000]`) trains part of a "
+                         "tensor; loft trains whole parameters only")
+                return
+            out.append(pattern.replace(".", r"\."))
+        self.put("training.unfrozen_parameters", out, "unfrozen_parameters")
 
     def cadence(self) -> None:
         """evals_per_epoch / saves_per_epoch / eval_steps / save_steps and the *_strategy keys."""
@@ -1191,6 +1286,9 @@ class _Translation:
         if rfc:
             self.err(["resume_from_checkpoint"], "resuming from an outside checkpoint is not supported",
                      hint="loft resumes from the bundle's own complete checkpoints when a run restarts")
+
+
+_RANGE = re.compile(r"\[\s*-?\d*\s*:\s*-?\d*\s*\]$")  # Axolotl's `name$[start:end]` tensor slice
 
 
 def dotted(parts: list[object]) -> str:

@@ -37,14 +37,25 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_raw(path: str, local: Path | None, split: str = "train", revision: str | None = None) -> Any:
-    """A `datasets.Dataset` of raw rows with a `_line` column (and `_raw` for JSON sources)."""
+def load_options(entry: dict[str, Any]) -> dict[str, Any]:
+    """The dataset entry's loading options (`data_files`, `config_name`) as `load_raw` keywords."""
+    return {"data_files": entry.get("data_files"), "config_name": entry.get("config_name")}
+
+
+def load_raw(path: str, local: Path | None, split: str = "train", revision: str | None = None,
+             data_files: str | list[str] | None = None, config_name: str | None = None) -> Any:
+    """A `datasets.Dataset` of raw rows with a `_line` column (and `_raw` for JSON sources).
+
+    ``data_files`` picks files inside a hub repository or a local directory; ``config_name`` is the hub
+    dataset's configuration (``datasets.load_dataset(path, name)``)."""
     import datasets
 
     if local is None:
-        return _load_hub(path, split, revision)
+        return _load_hub(path, split, revision, data_files, config_name)
     if not local.exists():
         raise PrepareError(f"{local}: dataset path does not exist")
+    if data_files is not None:
+        return _local_files(local, [data_files] if isinstance(data_files, str) else list(data_files))
     if local.is_dir():
         if (local / "dataset_info.json").is_file() or (local / "state.json").is_file() \
                 or (local / "dataset_dict.json").is_file():
@@ -68,6 +79,24 @@ def load_raw(path: str, local: Path | None, split: str = "train", revision: str 
     if suffix == ".csv":
         return _with_lines(datasets.Dataset.from_csv(str(local), keep_in_memory=True))
     raise PrepareError(f"{local}: unsupported file type {suffix!r} (expected .jsonl, .json, .parquet, .csv)")
+
+
+def _local_files(root: Path, names: list[str]) -> Any:
+    """``data_files`` of a local dataset directory, concatenated in the order given (never outside it)."""
+    import datasets
+
+    if not root.is_dir():
+        raise PrepareError(f"{root}: data_files needs the dataset path to be a directory (or a hub id)")
+    base = root.resolve()
+    parts = []
+    for name in names:
+        f = (root / name).resolve()
+        if base not in f.parents:
+            raise PrepareError(f"{root}: data_files entry {name!r} is outside the dataset directory")
+        if not f.is_file():
+            raise PrepareError(f"{root}: data_files entry {name!r} does not exist")
+        parts.append(load_raw(str(f), f))
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
 def _jsonl(path: Path) -> Any:
@@ -105,7 +134,8 @@ def _with_lines(ds: Any) -> Any:
     return ds.add_column(LINE, list(range(1, len(ds) + 1)))
 
 
-def _load_hub(path: str, split: str, revision: str | None) -> Any:
+def _load_hub(path: str, split: str, revision: str | None, data_files: str | list[str] | None = None,
+              config_name: str | None = None) -> Any:
     import os
 
     import datasets
@@ -115,7 +145,7 @@ def _load_hub(path: str, split: str, revision: str | None) -> Any:
             f"dataset {path!r} is a hub id but this machine is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE=1): "
             "run prepare on a networked box, or download it and point `path` at the local copy")
     try:
-        ds = datasets.load_dataset(path, split=split, revision=revision)
+        ds = datasets.load_dataset(path, config_name, data_files=data_files, split=split, revision=revision)
     except Exception as e:
         raise PrepareError(f"dataset {path!r}: could not load from the hub ({type(e).__name__}: {e})") from None
     return _with_lines(ds)

@@ -22,9 +22,10 @@ from loft.runtime.plan import Bundle
 from loft.runtime.prepare import blend, cache, lengths, pack, report
 from loft.runtime.prepare.errors import BadSample, PrepareError
 from loft.runtime.prepare.formats import DatasetSpec, Example, normalize
-from loft.runtime.prepare.load import LINE, MalformedLine, file_sha256, load_raw, row_dicts
+from loft.runtime.prepare.load import LINE, MalformedLine, file_sha256, load_options, load_raw, row_dicts
 from loft.runtime.prepare.split import fit
 from loft.runtime.prepare.template import DEFAULT_DATE, Encoder, eot_token_ids
+from loft.runtime.vocab import apply_vocabulary
 
 CACHE_VERSION = 1  # bump when the cached columns or their meaning change
 BLEND_KEYS = ("weight", "epochs", "subset", "eval_split")  # dataset keys that never change the tokens
@@ -122,9 +123,7 @@ def load_tokenizer(bundle: Bundle) -> Any:
         raise PrepareError(f"cannot load the tokenizer {name!r}: {e}") from None
     if not getattr(tok, "is_fast", False):
         raise PrepareError(f"tokenizer {name!r} has no fast (Rust) version; prepare needs offsets for the loss mask")
-    special = {k: v for k, v in (cfg.get("special_tokens") or {}).items() if v}
-    if special:  # model.special_tokens (Axolotl `special_tokens`): set before templating, as train does
-        tok.add_special_tokens(special)
+    apply_vocabulary(tok, cfg)  # model.special_tokens / added_tokens: before templating, as train does
     return tok
 
 
@@ -225,7 +224,8 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
         hit = cache.load(path1)
         t = time.perf_counter()
         if hit is None:
-            raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
+            raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"),
+                           **load_options(src.entry))
             nproc = resolve_num_proc(data_cfg.get("num_proc", "auto"), len(raw))
             if nproc > 1:
                 preload.join()

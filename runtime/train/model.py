@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..vocab import apply_vocabulary
+
 if TYPE_CHECKING:
     from ..plan import Bundle
 
@@ -89,26 +91,15 @@ def load_tokenizer(bundle: Bundle) -> Any:
     src, rev = tokenizer_source(bundle)
     tok = AutoTokenizer.from_pretrained(src, revision=rev,
                                         trust_remote_code=bool(bundle.config["model"].get("trust_remote_code")))
-    apply_special_tokens(tok, bundle.config["model"].get("special_tokens") or {})
+    apply_vocabulary(tok, bundle.config["model"])
     template = chat_template(bundle)
     if template is not None:
         tok.chat_template = template
     return tok
 
 
-def apply_special_tokens(tok: Any, special: dict[str, Any]) -> int:
-    """``model.special_tokens``: set bos/eos/pad/unk on the tokenizer, adding tokens the vocabulary lacks.
-
-    Returns how many tokens were added (the model's embeddings must then grow: ``fit_embeddings``).
-    """
-    wanted = {k: v for k, v in special.items() if v}
-    if not wanted:
-        return 0
-    return int(tok.add_special_tokens(wanted))
-
-
 def fit_embeddings(model: Any, tok: Any) -> bool:
-    """Grow the embeddings when the tokenizer has more tokens than the model (new special tokens)."""
+    """Grow the embeddings when the tokenizer has more tokens than the model (new special or added tokens)."""
     size = model.get_input_embeddings().weight.shape[0]
     if len(tok) <= size:
         return False
@@ -130,10 +121,34 @@ def _no_cache(model: Any) -> Any:
     return model
 
 
+def model_config(bundle: Bundle) -> Any:
+    """The model's config.json with ``model.config_overrides`` applied (e.g. output_router_logits: true)."""
+    from transformers import AutoConfig
+
+    mcfg = bundle.config["model"]
+    src, rev = model_source(bundle)
+    config = AutoConfig.from_pretrained(src, revision=rev, trust_remote_code=bool(mcfg.get("trust_remote_code")))
+    for key, value in (mcfg.get("config_overrides") or {}).items():
+        if not hasattr(config, key):
+            _warn(f"model.config_overrides.{key}: {type(config).__name__} has no such attribute; set anyway "
+                  "(the model code may ignore it)")
+        setattr(config, key, value)
+        sub = getattr(config, "get_text_config", lambda: config)()
+        if sub is not config and hasattr(sub, key):  # multimodal wrappers: the text model reads its own config
+            setattr(sub, key, value)
+    return config
+
+
+def _warn(msg: str) -> None:
+    import sys
+
+    print(f"[loft] warning: {msg}", file=sys.stderr, flush=True)
+
+
 def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: Any = None) -> Any:
     """The base model: pretrained weights, or (``model.init: random``) seeded random weights from config.json."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     mcfg = bundle.config["model"]
     src, rev = model_source(bundle)
@@ -142,8 +157,10 @@ def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: An
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(mcfg.get("trust_remote_code"))}
     if attn and attn != "auto":
         kwargs["attn_implementation"] = attn
+    if mcfg.get("config_overrides"):
+        kwargs["config"] = model_config(bundle)
     if mcfg.get("init") == "random":
-        config = AutoConfig.from_pretrained(src, revision=rev, trust_remote_code=kwargs["trust_remote_code"])
+        config = kwargs.pop("config", None) or model_config(bundle)
         torch.manual_seed(int(bundle.config["training"].get("seed", 42)))
         model = AutoModelForCausalLM.from_config(config, **kwargs)
         return _no_cache(model) if for_training else model
@@ -168,19 +185,47 @@ def lora_config(adapter: dict[str, Any]) -> Any:
     from peft import LoraConfig
 
     targets = adapter.get("target_modules", "all-linear")
+    extra: dict[str, Any] = {}
+    if adapter.get("target_parameters"):  # fused MoE expert tensors (PEFT >= 0.17 ParamWrapper)
+        extra["target_parameters"] = list(adapter["target_parameters"])
+    if adapter.get("modules_to_save"):
+        extra["modules_to_save"] = list(adapter["modules_to_save"])
     return LoraConfig(
         task_type="CAUSAL_LM", r=int(adapter.get("r", 16)), lora_alpha=int(adapter.get("alpha", 32)),
         lora_dropout=float(adapter.get("dropout", 0.0)),
         target_modules=targets if isinstance(targets, str) else list(targets),
-        use_rslora=bool(adapter.get("rslora")), use_dora=bool(adapter.get("dora")),
+        use_rslora=bool(adapter.get("rslora")), use_dora=bool(adapter.get("dora")), **extra,
     )
 
 
+def freeze_except(model: Any, patterns: list[str]) -> tuple[int, int]:
+    """``training.unfrozen_parameters``: only parameters whose names match a pattern (``re.search``) train.
+    Returns (trainable, total) parameter counts; no match at all is an error (nothing would train)."""
+    import re
+
+    compiled = [re.compile(p) for p in patterns]
+    trainable = total = 0
+    for name, param in model.named_parameters():
+        param.requires_grad = any(c.search(name) for c in compiled)
+        total += param.numel()
+        trainable += param.numel() if param.requires_grad else 0
+    if trainable == 0:
+        raise StageError(f"training.unfrozen_parameters {patterns} match no parameter of the model "
+                         "(names look like model.layers.0.mlp.down_proj.weight)")
+    return trainable, total
+
+
 def apply_adapter(model: Any, bundle: Bundle) -> Any:
-    """Wrap the model in a PEFT LoRA adapter when the plan asks for lora/qlora; full fine-tune otherwise."""
+    """Wrap the model in a PEFT LoRA adapter when the plan asks for lora/qlora; full fine-tune otherwise
+    (of the parameters ``training.unfrozen_parameters`` matches, when set)."""
     adapter = bundle.config.get("adapter") or {}
     kind = adapter.get("type", "none")
     if kind not in ("lora", "qlora"):
+        patterns = (bundle.config.get("training") or {}).get("unfrozen_parameters")
+        if patterns:
+            trainable, total = freeze_except(model, list(patterns))
+            print(f"[loft] training.unfrozen_parameters: {trainable:,} of {total:,} parameters train",
+                  flush=True)
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 

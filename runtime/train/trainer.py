@@ -146,9 +146,10 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
     for key in ("adam_beta1", "adam_beta2", "adam_epsilon"):
         if t.get(key) is not None:
             extra_opt[key] = float(t[key])
-    sched_kwargs = dict(t.get("lr_scheduler_kwargs") or {})
-    if t.get("lr_scheduler") == "cosine_with_min_lr" and not sched_kwargs:
-        sched_kwargs = {"min_lr_rate": 0.1}
+    sched_kwargs: dict[str, Any] = {}
+    if t.get("lr_scheduler") == "cosine_with_min_lr":  # the floor as a fraction of learning_rate
+        ratio = t.get("min_lr_ratio")
+        sched_kwargs = {"min_lr_rate": float(ratio) if ratio is not None else 0.1}
     launch = bundle.plan.get("launch") or {}
     ds = launch.get("deepspeed_config")
     kernels = t.get("kernels") or {}
@@ -165,6 +166,10 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
         raise StageError("training.kernels.cut_cross_entropy is not supported by this runtime yet; "
                          "turn it off (liger is supported)")
     extra: dict[str, Any] = {}
+    if t.get("early_stopping_patience") and has_eval:
+        # EarlyStoppingCallback compares eval_loss with the Trainer's best; the last model is kept
+        # (load_best_model_at_end stays off: loft's checkpoints are renamed after saving).
+        extra.update(metric_for_best_model="eval_loss", greater_is_better=False)
     fsdp = cfg.get("fsdp") or {}
     if fsdp.get("enabled") and os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in ("1", "true"):
         extra["fsdp"] = f"{fsdp.get('sharding', 'full_shard')} auto_wrap" + (
@@ -337,6 +342,14 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     stop_cb = StopCallback(stop)
     batches = BatchRecorder(out, _rank(), resume_step)
     cbs: list[Any] = [stop_cb, batches, *callbacks]
+    patience = cfg["training"].get("early_stopping_patience")
+    if patience:
+        if eval_ds is None:
+            raise StageError("training.early_stopping_patience needs eval data, but prepare produced no eval "
+                             "split; set data.eval_split")
+        from transformers import EarlyStoppingCallback
+
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
     if _rank() == 0:
         cbs.insert(0, MetricsCallback(out, resume_step))
 
@@ -372,6 +385,8 @@ def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
         "train_loss": result.training_loss if result is not None else None,
         "newest_checkpoint": str(checkpoint.newest_complete(ckpts) or "") or None,
         "stop_reason": stop.reason, "plan": plan_id,
+        "early_stopped": bool(patience) and finished and state.global_step < state.max_steps,
+        "best_eval_loss": state.best_metric if patience else None,
     }
     if not finished:
         report["final_dir"] = None

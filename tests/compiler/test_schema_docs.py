@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
 
 # objects that are maps by design (free keys, typed values)
-MAPS = {"data.datasets[].roles", "sweep.params"}
+MAPS = {"data.datasets[].roles", "sweep.params", "model.config_overrides"}
 # objects with fixed keys plus free extra entries of a fixed type (documented in their description)
 OPEN = {"data.datasets[].message_fields"}
 
