@@ -301,6 +301,21 @@ def _hub_problem(repo_id: str, revision: str | None) -> tuple[str, bool] | None:
     return None
 
 
+def _hub_unreachable() -> str | None:
+    """None when the hub answers one request within HUB_TIMEOUT_S (any HTTP status), else why not."""
+    from huggingface_hub import constants, get_session
+
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE=1"
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
+    except Exception as e:  # connection refused, DNS, timeout, proxy
+        msg = str(e).splitlines()[0][:120] if str(e) else ""
+        return (f"{constants.ENDPOINT} is unreachable ({type(e).__name__}{': ' + msg if msg else ''}; "
+                f"one try, {HUB_TIMEOUT_S:g} s timeout)")
+    return None
+
+
 def _load_tokenizer(bundle: Any, the_plan: dict[str, Any], root: Path, found: Findings,
                     require_preview: bool) -> Any:
     """The runtime's own `load_tokenizer`, bounded: a hub tokenizer comes from the local cache without any
@@ -363,10 +378,24 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
     body: list[str] = []
     for src in srcs:
         name = src.spec.name
+        args = (src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
+        offline_why = None if src.local else _hub_unreachable()
         try:
-            raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
+            if offline_why is None:
+                raw = load_raw(*args)
+            else:  # the hub cannot answer: the datasets cache or nothing, with no request and no retry
+                import datasets.config  # noqa: F401  (so that _hub_offline sets its copy of the flag too)
+
+                with _hub_offline():
+                    raw = load_raw(*args)
         except (PrepareError, OSError, ValueError) as e:
-            found.errors.append(f"data: {name}: {e}")
+            if offline_why is None:
+                found.errors.append(f"data: {name}: {e}")
+            else:
+                line = (f"tokenization preview skipped: dataset {src.plan['path']}: it is not in the local cache "
+                        f"and {offline_why}")
+                (found.errors if require_preview else found.warnings).append(
+                    f"preview: {line}" if require_preview else f"note: {line}")
             continue
         rows = row_dicts(raw[: min(len(raw), samples)]) if len(raw) else []
         if not rows:

@@ -206,3 +206,17 @@ def test_cached_hub_tokenizer_is_previewed_without_a_request(tmp_path: Path, tok
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "preview skipped" not in proc.stderr and "Retrying" not in proc.stderr
     assert "[[hello 0<|eot_id|>]]" in proc.stdout
+
+
+@pytest.mark.slow
+def test_uncached_hub_dataset_offline_is_a_note(tmp_path: Path, tokenizer_files: Path) -> None:
+    """The same for a hub dataset: not cached and HF_HUB_OFFLINE=1 skips its preview with a note, exit 0."""
+    cfg = project(tmp_path / "p", tokenizer_files)
+    cfg.write_text(cfg.read_text().replace("data/chat.jsonl", "loft-tests/never-cached-dataset"), encoding="utf-8")
+    proc, _ = run_check(cfg, tmp_path / "hub-cache", HF_HUB_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "ds"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "preview skipped" in line]
+    assert len(notes) == 1 and "dataset loft-tests/never-cached-dataset" in notes[0], proc.stderr
+    proc, _ = run_check(cfg, tmp_path / "hub-cache", "--require-preview", HF_HUB_OFFLINE="1",
+                        HF_DATASETS_CACHE=str(tmp_path / "ds"))
+    assert proc.returncode == 1 and "preview: tokenization preview skipped: dataset" in proc.stderr
