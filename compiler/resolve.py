@@ -325,6 +325,8 @@ class _Resolver:
                            expected=f"a file or directory at {path}, or a hub dataset id ('org/name')")
                 continue
             else:
+                if ds.get("data_files") is not None and not self.check_data_files(i, path, ds["data_files"]):
+                    continue
                 if path.is_dir():
                     files = dir_files(path, self.base_dir)
                     size = sum(p.stat().st_size for _, p in files)
@@ -353,6 +355,24 @@ class _Resolver:
                           hint="set data.bundle: always to copy it anyway")
             ds["path"] = entry["path"]
         return entries
+
+    def check_data_files(self, i: int, path: Path, data_files: str | list[str]) -> bool:
+        """`data_files` of a local dataset: files inside its directory (prepare reads only those)."""
+        keys = ("data", "datasets", i, "data_files")
+        if not path.is_dir():
+            self.error("conflict", keys, "data_files selects files inside a dataset directory or hub repository, "
+                       f"but {path.name} is a file", expected="path: the directory, or no data_files")
+            return False
+        ok = True
+        for name in [data_files] if isinstance(data_files, str) else data_files:
+            f = path / name
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                self.error("path-traversal", keys, f"data_files entry {name!r} must be a path inside {path.name}/")
+                ok = False
+            elif not f.is_file():
+                self.error("missing-file", keys, f"data_files entry {name!r} not found in {path}")
+                ok = False
+        return ok
 
     def attach_data(self, name: str, path: Path) -> str:
         if path.is_dir():

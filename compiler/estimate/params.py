@@ -245,3 +245,78 @@ def lora_linears(arch: Arch, target_modules: object) -> list[Linear]:
 def count_lora_params(arch: Arch, r: int, target_modules: object) -> int:
     """r × (in + out) per targeted linear per layer (A is r×in, B is out×r)."""
     return arch.layers * sum(r * (lin.d_in + lin.d_out) * lin.count for lin in lora_linears(arch, target_modules))
+
+
+# --- partial training: parameters named the way transformers' Llama-style decoders name them ---------------
+
+def _linear_param_name(layer: int, lin: Linear) -> str:
+    base = lin.name.removeprefix("shared_")
+    if lin.name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+        return f"model.layers.{layer}.self_attn.{lin.name}.weight"
+    if lin.name == "router":
+        return f"model.layers.{layer}.mlp.gate.weight"
+    if lin.expert:  # transformers 5 fuses experts into 3-D tensors: gate_up_proj and down_proj
+        return f"model.layers.{layer}.mlp.experts.{'down_proj' if base == 'down_proj' else 'gate_up_proj'}"
+    if lin.name.startswith("shared_"):
+        return f"model.layers.{layer}.mlp.shared_expert.{base}.weight"
+    return f"model.layers.{layer}.mlp.{lin.name}.weight"
+
+
+def named_params(arch: Arch) -> list[tuple[str, int]]:
+    """(name, element count) of every parameter, with the names a Llama-style transformers decoder gives them
+    (norms of a layer are one entry, `input_layernorm`). An approximation for other layouts: the estimator uses
+    it to count what `training.unfrozen_parameters` patterns select."""
+    out = [("model.embed_tokens.weight", arch.embedding)]
+    for i in range(arch.layers):
+        per_name: dict[str, int] = {}
+        for lin in arch.linears:
+            name = _linear_param_name(i, lin)
+            per_name[name] = per_name.get(name, 0) + lin.params
+        out += list(per_name.items())
+        out.append((f"model.layers.{i}.input_layernorm.weight", arch.norms_per_layer))
+    out.append(("model.norm.weight", arch.hidden))
+    if not arch.tied:
+        out.append(("lm_head.weight", arch.embedding))
+    return out
+
+
+def count_unfrozen_params(arch: Arch, patterns: list[str]) -> int:
+    """Parameters whose names match any pattern (`re.search`, as the runtime does). Multimodal checkpoints
+    name the text model `model.language_model.*`: a name matches when either spelling does."""
+    import re
+
+    compiled = [re.compile(p) for p in patterns]
+    total = 0
+    for name, n in named_params(arch):
+        spellings = (name, name.replace("model.", "model.language_model.", 1) if name.startswith("model.") else name)
+        if any(c.search(s) for c in compiled for s in spellings):
+            total += n
+    return total
+
+
+def count_expert_lora_params(arch: Arch, r: int, target_parameters: list[str]) -> int:
+    """LoRA on fused expert tensors (PEFT `target_parameters`): r × (in + out) per expert and per layer, for the
+    expert projections whose parameter name ends with a target (`experts.gate_up_proj` covers gate and up)."""
+    total = 0
+    for lin in arch.linears:
+        if not lin.expert:
+            continue
+        name = _linear_param_name(0, lin)
+        if any(name.endswith(t.strip(".")) for t in target_parameters):
+            total += r * (lin.d_in + lin.d_out) * lin.count
+    return arch.layers * total
+
+
+def count_module_params(arch: Arch, modules: list[str]) -> int:
+    """Parameters of the modules PEFT's `modules_to_save` trains in full (embed_tokens, lm_head, or a linear
+    name such as o_proj in every layer)."""
+    total = 0
+    for m in modules:
+        leaf = m.rsplit(".", 1)[-1]
+        if leaf in ("embed_tokens", "wte", "word_embeddings"):
+            total += arch.embedding
+        elif leaf in ("lm_head", "output", "embed_out"):
+            total += arch.embedding  # a tied head gets its own trainable copy
+        else:
+            total += arch.layers * sum(lin.params for lin in arch.linears if lin.name == leaf)
+    return total

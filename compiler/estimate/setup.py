@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .params import Arch, arch_from_facts, count_lora_params
+from .params import (
+    Arch,
+    arch_from_facts,
+    count_expert_lora_params,
+    count_lora_params,
+    count_module_params,
+    count_unfrozen_params,
+)
 
 # sequence.max_length: auto is decided at prepare time from the data; size for the schema default.
 AUTO_MAX_LENGTH = 2048
@@ -72,6 +79,7 @@ class Setup:
     gpu: str
     provider: str | None
     grad_accum: int = 1
+    unfrozen: int | None = None  # full fine-tune of only the parameters training.unfrozen_parameters matches
     assumptions: tuple[str, ...] = field(default=())
 
     @property
@@ -98,7 +106,9 @@ class Setup:
 
     @property
     def trainable(self) -> int:
-        return self.lora_params if self.adapter in ("lora", "qlora") else self.params
+        if self.adapter in ("lora", "qlora"):
+            return self.lora_params
+        return self.params if self.unfrozen is None else self.unfrozen
 
     def with_(self, **kw: Any) -> Setup:
         return replace(self, **kw)
@@ -130,10 +140,32 @@ def setup_from_plan(plan: Mapping[str, Any]) -> tuple[Setup | None, str]:
     dropout = float(dropout) if isinstance(dropout, (int, float)) and math.isfinite(dropout) else 0.0
     targets = _get(cfg, "adapter", "target_modules", default="all-linear")
     lora_params = count_lora_params(arch, r, targets) if adapter != "none" else 0
-    if adapter != "none" and lora_params == 0:
+    target_parameters = list(_get(cfg, "adapter", "target_parameters", default=[]) or [])
+    to_save = list(_get(cfg, "adapter", "modules_to_save", default=[]) or [])
+    extra_lora = 0
+    if adapter != "none" and target_parameters:
+        expert_lora = count_expert_lora_params(arch, r, target_parameters)
+        extra_lora += expert_lora
+        if not expert_lora:
+            assumptions.append(f"adapter.target_parameters {target_parameters} matched no expert tensor of the "
+                               "facts (dense model or unknown layout): sized without them")
+    if adapter != "none" and to_save:
+        extra_lora += count_module_params(arch, to_save)
+        assumptions.append(f"adapter.modules_to_save {to_save}: trained in full (gradients and optimizer states "
+                           "counted); the frozen original each keeps is not counted")
+    only_experts = bool(target_parameters) and targets == []  # target_modules: [] = no module LoRA by design
+    if adapter != "none" and lora_params == 0 and not only_experts:
         assumptions.append(f"adapter.target_modules {targets!r} matched no known linear: sized as all-linear")
         lora_params = count_lora_params(arch, r, "all-linear")
         targets = "all-linear"
+    lora_params += extra_lora
+    unfrozen = None
+    patterns = _get(cfg, "training", "unfrozen_parameters")
+    if adapter == "none" and patterns:
+        unfrozen = count_unfrozen_params(arch, list(patterns))
+        assumptions.append(f"training.unfrozen_parameters: {unfrozen:,} of {arch.total:,} parameters train, counted "
+                           "by matching the patterns against Llama-style parameter names built from the facts "
+                           "(norms of a layer count as one name; other layouts may match differently)")
 
     dtype = str(_get(cfg, "model", "dtype", default="bf16")).lower()
     weight_bytes = DTYPE_BYTES.get(dtype, 2)
@@ -202,6 +234,7 @@ def setup_from_plan(plan: Mapping[str, Any]) -> tuple[Setup | None, str]:
         gpu=gpu,
         provider=str(provider) if provider else None,
         grad_accum=accum,
+        unfrozen=unfrozen,
         assumptions=tuple(assumptions),
     )
     return setup, ""
