@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from loft.runtime.prepare.errors import BadSample, PrepareError
 from loft.runtime.prepare.formats import DatasetSpec, Example, normalize
 from loft.runtime.prepare.load import LINE, MalformedLine, file_sha256, load_options, load_raw, row_dicts
 from loft.runtime.prepare.split import fit
-from loft.runtime.prepare.template import DEFAULT_DATE, Encoder, eot_token_ids
+from loft.runtime.prepare.template import DEFAULT_DATE, SUB_BATCH, Encoder, eot_token_ids
 from loft.runtime.vocab import apply_vocabulary
 
 CACHE_VERSION = 1  # bump when the cached columns or their meaning change
@@ -50,34 +51,53 @@ class TokenizeBatch:
         self.encoder = encoder
 
     def __call__(self, batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
-        rows = row_dicts(batch)
-        examples: list[Example] = []
-        slots: list[int] = []
-        results: list[Any] = [None] * len(rows)
-        for i, row in enumerate(rows):
-            if isinstance(row, MalformedLine):
-                results[i] = BadSample("malformed_json", f"{row.col}: {row.msg}")
-                continue
-            try:
-                examples.append(normalize(row, self.encoder.spec))
-                slots.append(i)
-            except BadSample as err:
-                results[i] = err
-        for i, enc in zip(slots, self.encoder.encode(examples), strict=True):
-            results[i] = enc
+        lines = batch[LINE]
+        results: list[Any] = [None] * len(lines)
+
+        def chunks() -> Iterator[tuple[list[int], list[Example]]]:
+            """Parsed and normalised lazily, one sub-batch at a time, so this Python work overlaps the
+            encode of the previous sub-batch (Encoder.encode_stream)."""
+            for lo in range(0, len(lines), SUB_BATCH):
+                examples: list[Example] = []
+                slots: list[int] = []
+                for i, row in enumerate(row_dicts(_rows(batch, lo, lo + SUB_BATCH)), start=lo):
+                    if isinstance(row, MalformedLine):
+                        results[i] = BadSample("malformed_json", f"{row.col}: {row.msg}")
+                        continue
+                    try:
+                        examples.append(normalize(row, self.encoder.spec))
+                        slots.append(i)
+                    except BadSample as err:
+                        results[i] = err
+                yield slots, examples
+
+        for slots, encoded in self.encoder.encode_stream(chunks()):
+            for i, enc in zip(slots, encoded, strict=True):
+                results[i] = enc
         out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "complete": [], "length": [],
-                                     "index": [], "line": [], "bad": [], "bad_detail": []}
-        for i, r in enumerate(results):
-            bad = isinstance(r, BadSample)
-            out["input_ids"].append([] if bad else r.input_ids)
-            out["labels"].append([] if bad else r.labels)
-            out["complete"].append(False if bad else r.complete)
-            out["length"].append(0 if bad else len(r.input_ids))
-            out["index"].append(indices[i])
-            out["line"].append(batch[LINE][i])
-            out["bad"].append(r.reason if bad else "")
-            out["bad_detail"].append(r.detail if bad else "")
+                                     "index": indices, "line": lines, "bad": [], "bad_detail": []}
+        ids_col, labels_col, complete_col, length_col = out["input_ids"], out["labels"], out["complete"], out["length"]
+        bad_col, detail_col = out["bad"], out["bad_detail"]
+        for r in results:
+            if isinstance(r, BadSample):
+                ids_col.append([])
+                labels_col.append([])
+                complete_col.append(False)
+                length_col.append(0)
+                bad_col.append(r.reason)
+                detail_col.append(r.detail)
+            else:
+                ids_col.append(r.input_ids)
+                labels_col.append(r.labels)
+                complete_col.append(r.complete)
+                length_col.append(len(r.input_ids))
+                bad_col.append("")
+                detail_col.append("")
         return out
+
+
+def _rows(batch: dict[str, list[Any]], lo: int, hi: int) -> dict[str, list[Any]]:
+    return {k: v[lo:hi] for k, v in batch.items()}
 
 
 class FitBatch:
@@ -188,7 +208,6 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     cache_dir = out / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
 
-    preload = lengths.preload_matplotlib()
     tokenizer = load_tokenizer(bundle)
     template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")
     mask_mode = tmpl.get("mask") or ("generation" if "{% generation %}" in template_text else "prefix")
@@ -227,13 +246,13 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
             raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"),
                            **load_options(src.entry))
             nproc = resolve_num_proc(data_cfg.get("num_proc", "auto"), len(raw))
-            if nproc > 1:
-                preload.join()
             encoder = Encoder(tokenizer, template_text, mask_mode, tmpl.get("end_of_turn"), src.spec, train_on_incomplete,
                               template_vars=template_vars)
-            ds = raw.map(TokenizeBatch(encoder), batched=True, batch_size=512, with_indices=True,
-                         remove_columns=raw.column_names, num_proc=nproc if nproc > 1 else None,
-                         features=_TOKENIZED_FEATURES())
+            if nproc > 1:
+                ds = raw.map(TokenizeBatch(encoder), batched=True, batch_size=512, with_indices=True,
+                             remove_columns=raw.column_names, num_proc=nproc, features=_TOKENIZED_FEATURES())
+            else:
+                ds = _tokenize_in_process(raw, TokenizeBatch(encoder))
             meta = {"rows_raw": len(raw), "mask": encoder.mask_mode, "num_proc": nproc}
             ds = cache.save(path1, ds, meta)
             src.info["cache"] = "miss"
@@ -276,6 +295,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     except ValueError as e:
         raise PrepareError(str(e)) from None
 
+    plotted = lengths.plot_in_background(all_lengths, max_length, out / "lengths.png")
     fitted: dict[str, Any] = {}
     for src in srcs:
         name = src.spec.name
@@ -341,8 +361,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     for split, (rows, _) in splits.items():
         _write_split(prepared / split, rows)
 
-    plot_lengths = all_lengths
-    lengths.plot(plot_lengths, max_length, out / "lengths.png")
+    plotted()
     config_hash = cache.key({"data": data_cfg, "sequence": seq, "seed": seed})
     blend_meta = {
         "config_hash": config_hash, "seed": seed, "temperature": temperature,
@@ -383,6 +402,23 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     report.write(out, rep)
     log(report.terminal(rep, all_lengths))
     return rep
+
+
+def _tokenize_in_process(raw: Any, fn: TokenizeBatch, batch_size: int = 4096) -> Any:
+    """`raw.map(fn)` without `Dataset.map`'s per-call costs (fingerprinting the function, which pickles the
+    tokenizer; an arrow writer per batch): batches in, one arrow table out, written once by the cache."""
+    import datasets
+    import pyarrow as pa
+
+    features = _TOKENIZED_FEATURES()
+    schema = features.arrow_schema
+    parts = []
+    for lo in range(0, len(raw), batch_size):
+        batch = raw[lo:lo + batch_size]
+        out = fn(batch, list(range(lo, lo + len(batch[LINE]))))
+        parts.append(pa.Table.from_pydict({name: out[name] for name in schema.names}, schema=schema))
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
 
 
 def _fit_dataset(ds: Any, fn: FitBatch) -> Any:

@@ -13,7 +13,7 @@ Two mask sources, picked per dataset:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,34 @@ class Encoder:
             for (i, _), result in zip(plain, self._encode_segments([e for _, e in plain]), strict=True):
                 out[i] = result
         return [r if r is not None else BadSample("bad_type") for r in out]
+
+    def encode_stream(self, chunks: Iterable[tuple[Any, Sequence[Example]]]
+                      ) -> Iterator[tuple[Any, list[Encoded | BadSample]]]:
+        """(key, examples) chunks in → (key, results) out, in order. Chats under the generation mask are
+        pipelined across chunks: the Rust encode of chunk i (GIL released) runs in a helper thread while
+        this thread prepares chunk i + 1 (the caller's lazy parsing and normalising included, since
+        `chunks` is consumed one chunk at a time) and builds the labels of chunk i - 1."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loft-encode") as pool:
+            pending: tuple[Any, list[Example], Any, Any] | None = None
+            for key, examples in chunks:
+                chunk = list(examples)
+                plain = not (self.mask_mode == "generation" and self._checked and self.fast and chunk
+                             and all(e.messages is not None for e in chunk))
+                if plain:
+                    if pending is not None:
+                        yield pending[0], self._labels_chunk(*pending[1:])
+                        pending = None
+                    yield key, self.encode(chunk)
+                    continue
+                rendered = self._render_chunk(chunk)
+                job = pool.submit(self._backend_encode, rendered[0]) if rendered is not None else None
+                if pending is not None:
+                    yield pending[0], self._labels_chunk(*pending[1:])
+                pending = (key, chunk, rendered, job)
+            if pending is not None:
+                yield pending[0], self._labels_chunk(*pending[1:])
 
     def _render_ok(self, examples: Sequence[Example]) -> tuple[list[int], dict[int, BadSample]]:
         """Indices whose chat renders (templates may raise on e.g. bad role order), and the failures."""
