@@ -347,6 +347,10 @@ def _training_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
         if adapter.get(key) and kind == "none":
             diags.append(where.diag(("adapter", key), "needs an adapter (adapter.type: none trains everything)",
                                     "conflict", expected="adapter.type: lora or qlora"))
+    if kind in ("lora", "qlora") and adapter.get("target_parameters") and adapter.get("dropout", 0.05):
+        diags.append(where.diag(("adapter", "dropout"), "LoRA on parameters (target_parameters) cannot apply "
+                                "dropout (PEFT's ParamWrapper refuses it)", "conflict",
+                                expected="adapter.dropout: 0.0"))
     if kind in ("lora", "qlora") and adapter.get("target_modules") == [] and not adapter.get("target_parameters"):
         diags.append(where.diag(("adapter", "target_modules"), "no LoRA targets", "missing-key",
                                 expected="target_modules or target_parameters"))

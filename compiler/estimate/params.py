@@ -296,14 +296,17 @@ def count_unfrozen_params(arch: Arch, patterns: list[str]) -> int:
 
 def count_expert_lora_params(arch: Arch, r: int, target_parameters: list[str]) -> int:
     """LoRA on fused expert tensors (PEFT `target_parameters`): r × (in + out) per expert and per layer, for the
-    expert projections whose parameter name ends with a target (`experts.gate_up_proj` covers gate and up)."""
-    total = 0
+    expert tensors whose name ends with a target (`experts.gate_up_proj` is one tensor: out = gate + up)."""
+    fused: dict[str, tuple[int, int, int]] = {}  # tensor name -> (in, out, experts); gate and up share one
     for lin in arch.linears:
-        if not lin.expert:
-            continue
-        name = _linear_param_name(0, lin)
+        if lin.expert:
+            name = _linear_param_name(0, lin)
+            d_in, d_out, count = fused.get(name, (lin.d_in, 0, lin.count))
+            fused[name] = (d_in, d_out + lin.d_out, count)
+    total = 0
+    for name, (d_in, d_out, count) in fused.items():
         if any(name.endswith(t.strip(".")) for t in target_parameters):
-            total += r * (lin.d_in + lin.d_out) * lin.count
+            total += r * count * (d_in + d_out)  # PEFT: A is (r·experts × in), B is (out × r·experts)
     return arch.layers * total
 
 

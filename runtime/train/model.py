@@ -190,6 +190,7 @@ def lora_config(adapter: dict[str, Any]) -> Any:
         extra["target_parameters"] = list(adapter["target_parameters"])
     if adapter.get("modules_to_save"):
         extra["modules_to_save"] = list(adapter["modules_to_save"])
+        extra["ensure_weight_tying"] = True  # a tied embed_tokens/lm_head stays one trained matrix
     return LoraConfig(
         task_type="CAUSAL_LM", r=int(adapter.get("r", 16)), lora_alpha=int(adapter.get("alpha", 32)),
         lora_dropout=float(adapter.get("dropout", 0.0)),

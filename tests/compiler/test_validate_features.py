@@ -39,7 +39,7 @@ def test_the_new_keys_validate_when_consistent() -> None:
                        "model: {base: org/model, added_tokens: ['<x>'], config_overrides: {output_router_logits: true}}")
     assert check("""\
         adapter: {type: lora, target_modules: [], target_parameters: [mlp.experts.down_proj],
-                  modules_to_save: [lm_head]}
+                  modules_to_save: [lm_head], dropout: 0.0}
         """, base=model) == []
 
 
@@ -54,6 +54,11 @@ def test_unfrozen_parameters_need_a_full_finetune_and_valid_regexes() -> None:
 def test_adapter_extras_need_an_adapter(key: str) -> None:
     diags = check(f"adapter: {{type: none, {key}: [lm_head]}}\n")
     assert [(d.key, d.code) for d in diags] == [(f"adapter.{key}", "conflict")]
+
+
+def test_target_parameters_need_no_dropout() -> None:
+    diags = check("adapter: {type: lora, target_parameters: [mlp.experts.down_proj]}\n")  # dropout 0.05
+    assert [(d.key, d.code) for d in diags] == [("adapter.dropout", "conflict")]
 
 
 def test_no_lora_targets_at_all() -> None:

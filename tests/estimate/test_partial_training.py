@@ -56,7 +56,7 @@ def test_expert_lora_counts_rank_times_in_plus_out_per_expert() -> None:
     assert arch is not None
     r, e, h, i = 16, 8, 4096, 14336
     down = 32 * e * r * (i + h)
-    gate_up = 32 * e * 2 * r * (h + i)  # gate_proj and up_proj share the fused gate_up_proj tensor
+    gate_up = 32 * e * r * (h + 2 * i)  # one fused gate_up_proj tensor: in h, out gate + up (as PEFT wraps it)
     assert count_expert_lora_params(arch, r, ["mlp.experts.down_proj"]) == down
     assert count_expert_lora_params(arch, r, ["experts.gate_up_proj", "experts.down_proj"]) == down + gate_up
     dense = arch_from_facts(LLAMA8B)
