@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -82,26 +82,62 @@ def text_histogram(lengths: np.ndarray, max_length: int, width: int = 40) -> str
     return "\n".join(lines)
 
 
-def plot_in_background(lengths: np.ndarray, max_length: int, path: Path) -> Callable[[], None]:
-    """Start `plot` in a forked child (Linux), so matplotlib's import (~0.4 s of Python) and drawing run
-    on another core beside the rest of prepare instead of taking the GIL from it; returns `wait`, which
-    joins the child and plots here if the child failed. Elsewhere (no fork) `wait` plots here."""
-    import multiprocessing
-    import sys
+class Plotter:
+    """Draws lengths.png in a child process forked when prepare starts (Linux): the child imports
+    matplotlib (~0.4 s of Python) while the parent tokenizes, on another core and without taking the
+    parent's GIL, then plots the lengths `send` gives it. `wait` joins it, and plots here if the child
+    failed (so a plotting error still surfaces); without fork everything happens in `wait`."""
 
-    if not sys.platform.startswith("linux"):
-        return lambda: plot(lengths, max_length, path)
-    path.unlink(missing_ok=True)  # so `wait` can tell the child's plot from an old one
-    child = multiprocessing.get_context("fork").Process(target=plot, args=(lengths, max_length, path),
-                                                        name="loft-plot-lengths", daemon=True)
-    child.start()
+    def __init__(self, path: Path) -> None:
+        import multiprocessing
+        import sys
 
-    def wait() -> None:
-        child.join()
-        if child.exitcode != 0 or not path.is_file():
-            plot(lengths, max_length, path)  # raises here, with a traceback, if plotting itself fails
+        self.path = path
+        self.args: tuple[np.ndarray, int] | None = None
+        self.child: Any = None
+        self.conn: Any = None
+        if sys.platform.startswith("linux"):
+            path.unlink(missing_ok=True)  # so `wait` can tell the child's plot from an old one
+            ctx = multiprocessing.get_context("fork")
+            self.conn, theirs = ctx.Pipe()
+            self.child = ctx.Process(target=_plot_child, args=(theirs, path), name="loft-plot-lengths", daemon=True)
+            self.child.start()
+            theirs.close()
 
-    return wait
+    def send(self, lengths: np.ndarray, max_length: int) -> None:
+        self.args = (lengths, max_length)
+        if self.conn is not None:
+            with contextlib.suppress(OSError):  # the child died: `wait` plots here
+                self.conn.send(self.args)
+
+    def wait(self) -> None:
+        if self.args is None:
+            raise RuntimeError("Plotter.wait before send")
+        if self.child is not None:
+            self.child.join()
+            self.conn.close()
+            if self.child.exitcode == 0 and self.path.is_file():
+                return
+        plot(self.args[0], self.args[1], self.path)
+
+    def close(self) -> None:
+        """Stop the child if prepare ended before `wait` (an error)."""
+        if self.child is not None and self.child.is_alive():
+            self.child.terminate()
+            self.child.join()
+
+
+def _plot_child(conn: Any, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # the import is the work done ahead
+
+    try:
+        lengths, max_length = conn.recv()
+    except EOFError:  # the parent stopped early
+        return
+    plot(lengths, max_length, path)
 
 
 def plot(lengths: np.ndarray, max_length: int, path: Path) -> None:

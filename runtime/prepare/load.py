@@ -104,13 +104,19 @@ def _jsonl(path: Path) -> Any:
     becomes a `malformed_json` row that prepare turns into a file:line:col error."""
     import datasets
 
+    return datasets.Dataset.from_dict(jsonl_columns(path))
+
+
+def jsonl_columns(path: Path) -> dict[str, list[Any]]:
+    """A jsonl file's non-blank lines as `{_raw: [text], _line: [1-based line]}`: the raw columns without
+    `datasets` (prepare tokenizes these in-process while `datasets` is still being imported)."""
     rows, lines = [], []
     with path.open("r", encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
             if line.strip():
                 rows.append(line)
                 lines.append(n)
-    return datasets.Dataset.from_dict({RAW: rows, LINE: lines})
+    return {RAW: rows, LINE: lines}
 
 
 def _json(path: Path) -> Any:

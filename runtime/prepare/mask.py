@@ -44,7 +44,7 @@ def turns_from_runs(ids: Sequence[int], runs: list[tuple[int, int]], eot_ids: fr
     n_ids = len(ids)
     for n, (start, end) in enumerate(runs):
         nxt = runs[n + 1][0] if n + 1 < len(runs) else n_ids
-        eot = next((i for i in range(start, n_ids) if ids[i] in eot_ids), None)
+        eot = _next_eot(ids, start, eot_ids)
         if eot is not None and eot < end:  # spill guard: the run ends on its end-of-turn token
             turns.append((start, eot, eot))
         elif eot is not None and eot == end and eot < nxt:  # end-of-turn rendered right after the tag
@@ -52,6 +52,21 @@ def turns_from_runs(ids: Sequence[int], runs: list[tuple[int, int]], eot_ids: fr
         else:
             turns.append((start, end, None))
     return turns
+
+
+def _next_eot(ids: Sequence[int], start: int, eot_ids: frozenset[int]) -> int | None:
+    """Index of the first end-of-turn token at or after `start` (list.index: a C scan, not a Python loop)."""
+    if not isinstance(ids, list):
+        return next((i for i in range(start, len(ids)) if ids[i] in eot_ids), None)
+    found = None
+    for tid in eot_ids:
+        try:
+            i = ids.index(tid, start)
+        except ValueError:
+            continue
+        if found is None or i < found:
+            found = i
+    return found
 
 
 def labels_for(ids: Sequence[int], turns: list[tuple[int, int, int | None]], eot_ids: frozenset[int],

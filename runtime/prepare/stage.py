@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,15 @@ from loft.runtime.plan import Bundle
 from loft.runtime.prepare import blend, cache, lengths, pack, report
 from loft.runtime.prepare.errors import BadSample, PrepareError
 from loft.runtime.prepare.formats import DatasetSpec, Example, normalize
-from loft.runtime.prepare.load import LINE, MalformedLine, file_sha256, load_options, load_raw, row_dicts
+from loft.runtime.prepare.load import (
+    LINE,
+    MalformedLine,
+    file_sha256,
+    jsonl_columns,
+    load_options,
+    load_raw,
+    row_dicts,
+)
 from loft.runtime.prepare.split import fit
 from loft.runtime.prepare.template import DEFAULT_DATE, SUB_BATCH, Encoder, eot_token_ids
 from loft.runtime.vocab import apply_vocabulary
@@ -195,10 +204,19 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
 
 
 def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
-    import datasets
-
-    datasets.disable_progress_bars()
     t0 = time.perf_counter()
+    plotter = lengths.Plotter(bundle.out / "lengths.png")  # forked first: no other thread of ours runs yet
+    try:
+        return _stages(bundle, log, t0, plotter)
+    finally:
+        plotter.close()
+
+
+def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> dict[str, Any]:
+    # `datasets` (with pandas: ~0.5 s of imports) is first needed to write the first cache entry: import it
+    # in a thread meanwhile; it runs while the tokenize pipeline waits on the Rust encode.
+    importer = threading.Thread(target=_import_datasets, name="loft-import-datasets", daemon=True)
+    importer.start()
     cfg = bundle.config
     data_cfg, seq = cfg.get("data", {}), cfg.get("sequence", {})
     training = cfg.get("training", {})
@@ -243,20 +261,31 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
         hit = cache.load(path1)
         t = time.perf_counter()
         if hit is None:
-            raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"),
-                           **load_options(src.entry))
-            nproc = resolve_num_proc(data_cfg.get("num_proc", "auto"), len(raw))
+            options = load_options(src.entry)
+            if src.local is not None and src.local.is_file() and src.local.suffix.lower() in (".jsonl", ".ndjson") \
+                    and options.get("data_files") is None:
+                raw = jsonl_columns(src.local)  # no `datasets` needed unless worker processes are
+                rows_raw = len(raw[LINE])
+            else:
+                importer.join()
+                raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train",
+                               src.plan.get("revision"), **options)
+                rows_raw = len(raw)
+            nproc = resolve_num_proc(data_cfg.get("num_proc", "auto"), rows_raw)
             encoder = Encoder(tokenizer, template_text, mask_mode, tmpl.get("end_of_turn"), src.spec, train_on_incomplete,
                               template_vars=template_vars)
             if nproc > 1:
+                importer.join()
+                if isinstance(raw, dict):
+                    raw = datasets_module().Dataset.from_dict(raw)
                 ds = raw.map(TokenizeBatch(encoder), batched=True, batch_size=512, with_indices=True,
                              remove_columns=raw.column_names, num_proc=nproc, features=_TOKENIZED_FEATURES())
             else:
-                ds = _tokenize_in_process(raw, TokenizeBatch(encoder))
-            meta = {"rows_raw": len(raw), "mask": encoder.mask_mode, "num_proc": nproc}
+                ds = _tokenize_in_process(raw, TokenizeBatch(encoder), key1, importer)
+            meta = {"rows_raw": rows_raw, "mask": encoder.mask_mode, "num_proc": nproc}
             ds = cache.save(path1, ds, meta)
             src.info["cache"] = "miss"
-            src.info["tokenized_rows"] = len(raw)
+            src.info["tokenized_rows"] = rows_raw
         else:
             ds, meta = hit
             src.info["cache"] = "hit"
@@ -284,7 +313,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
             where = str(src.local or src.plan["path"])
             shown = "; ".join(f"{where}:{lines[i]}: {bad[i]} ({details[i]})" for i in bad_idx[:5])
             raise PrepareError(f"dataset {name!r}: {len(bad_idx)} bad samples and data.bad_samples is 'fail': {shown}")
-        good = ds.select(np.nonzero(bad == "")[0]) if len(bad_idx) else ds
+        good = ds.select(np.nonzero(bad == "")[0], new_fingerprint=cache.key({"valid": key1})) if len(bad_idx) else ds
         src.info["valid"] = len(good)
         tokenized[name] = good
 
@@ -295,7 +324,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     except ValueError as e:
         raise PrepareError(str(e)) from None
 
-    plotted = lengths.plot_in_background(all_lengths, max_length, out / "lengths.png")
+    plotter.send(all_lengths, max_length)
     fitted: dict[str, Any] = {}
     for src in srcs:
         name = src.spec.name
@@ -308,7 +337,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
         t = time.perf_counter()
         if hit is None:
             fn = FitBatch(name, max_length, strategy, eot_ids, bos_id, train_on_incomplete)
-            f = cache.save(path2, _fit_dataset(ds, fn), {"rows": None})
+            f = cache.save(path2, _fit_dataset(ds, fn, key2), {"rows": None})
         else:
             f = hit[0]
         timings[f"fit:{name}"] = round(time.perf_counter() - t, 3)
@@ -359,9 +388,11 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
 
     prepared = out / "prepared"
     for split, (rows, _) in splits.items():
-        _write_split(prepared / split, rows)
+        _write_split(prepared / split, rows, cache.key({"split": split, "seed": seed, "max_length": max_length,
+                                                        "data": data_cfg, "sequence": seq,
+                                                        "datasets": [s.info["cache_key"] for s in srcs]}))
 
-    plotted()
+    plotter.wait()
     config_hash = cache.key({"data": data_cfg, "sequence": seq, "seed": seed})
     blend_meta = {
         "config_hash": config_hash, "seed": seed, "temperature": temperature,
@@ -404,24 +435,44 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     return rep
 
 
-def _tokenize_in_process(raw: Any, fn: TokenizeBatch, batch_size: int = 4096) -> Any:
+def _tokenize_in_process(raw: Any, fn: TokenizeBatch, fingerprint: str, importer: threading.Thread,
+                         batch_size: int = 4096) -> Any:
     """`raw.map(fn)` without `Dataset.map`'s per-call costs (fingerprinting the function, which pickles the
-    tokenizer; an arrow writer per batch): batches in, one arrow table out, written once by the cache."""
-    import datasets
+    tokenizer; an arrow writer per batch): batches in, one arrow table out, written once by the cache.
+    `raw` is a Dataset or plain columns (`jsonl_columns`)."""
     import pyarrow as pa
 
-    features = _TOKENIZED_FEATURES()
-    schema = features.arrow_schema
+    n = len(raw[LINE]) if isinstance(raw, dict) else len(raw)
     parts = []
-    for lo in range(0, len(raw), batch_size):
-        batch = raw[lo:lo + batch_size]
+    schema = None
+    for lo in range(0, n, batch_size):
+        batch = {k: v[lo:lo + batch_size] for k, v in raw.items()} if isinstance(raw, dict) else raw[lo:lo + batch_size]
         out = fn(batch, list(range(lo, lo + len(batch[LINE]))))
+        if schema is None:
+            schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
+                                ("complete", pa.bool_()), ("length", pa.int32()), ("index", pa.int64()),
+                                ("line", pa.int64()), ("bad", pa.string()), ("bad_detail", pa.string())])
         parts.append(pa.Table.from_pydict({name: out[name] for name in schema.names}, schema=schema))
-    table = pa.concat_tables(parts) if parts else schema.empty_table()
-    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+    importer.join()
+    datasets = datasets_module()
+    features = _TOKENIZED_FEATURES()
+    table = pa.concat_tables(parts).cast(features.arrow_schema) if parts else features.arrow_schema.empty_table()
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features), fingerprint=fingerprint)
 
 
-def _fit_dataset(ds: Any, fn: FitBatch) -> Any:
+def _import_datasets() -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
+def datasets_module() -> Any:
+    import datasets
+
+    return datasets
+
+
+def _fit_dataset(ds: Any, fn: FitBatch, fingerprint: str) -> Any:
     """Samples that fit pass through as arrow (no Python round trip); only the longer ones go through `fn`.
     The result is sorted by source index, chunks of one sample in order."""
     import datasets
@@ -435,12 +486,12 @@ def _fit_dataset(ds: Any, fn: FitBatch) -> Any:
     ok = ok.append_column("cut", pa.array(np.zeros(ok.num_rows, dtype=bool))).select(cols)
     parts = [ok.cast(_FITTED_FEATURES().arrow_schema)]
     if over.any():
-        long = ds.select(np.nonzero(over)[0])
+        long = ds.select(np.nonzero(over)[0], new_fingerprint=cache.key({"over": fingerprint}))
         done = long.map(fn, batched=True, batch_size=1000, remove_columns=long.column_names,
                         features=_FITTED_FEATURES())
         parts.append(_table(done).select(cols))
     merged = pa.concat_tables(parts).sort_by("index")  # stable: a sample's chunks keep their order
-    return datasets.Dataset(merged)
+    return datasets.Dataset(merged, fingerprint=fingerprint)  # given: hashing an in-memory table costs seconds
 
 
 def _TOKENIZED_FEATURES() -> Any:
@@ -572,10 +623,10 @@ def _add_ambiguity(splits: dict[str, tuple[Any, dict[str, Any]]], vocab: int) ->
             "mean_on_trained_tokens": round(float(np.mean(trained_scores)) if trained_scores else 0.0, 5)}
 
 
-def _write_split(path: Path, table: Any) -> None:
+def _write_split(path: Path, table: Any, fingerprint: str) -> None:
     import datasets
 
-    ds = datasets.Dataset(table)
+    ds = datasets.Dataset(table, fingerprint=fingerprint)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     ds.save_to_disk(str(tmp))

@@ -200,11 +200,19 @@ class Encoder:
     def _finish_chunk(self, chunk: list[Example], texts: list[str], spans: list[list[tuple[int, int]]],
                       encodings: list[Any]) -> list[Encoded | BadSample]:
         results: list[Encoded | BadSample] = []
+        eot_ids, finish, keep = self.eot_ids, self._finish, self.keep_text
         for enc, char_spans, e, text in zip(encodings, spans, chunk, texts, strict=True):
             ids = enc.ids
-            runs = [r for r in (_span_to_tokens(enc, s, t) for s, t in char_spans) if r is not None]
-            turns = turns_from_runs(ids, runs, self.eot_ids)
-            results.append(self._finish(ids, turns, e.complete, text if self.keep_text else ""))
+            char_to_token = enc.char_to_token
+            runs = []
+            for s, t in char_spans:
+                # both boundary chars covered (the usual case): two lookups; else search inward
+                first = char_to_token(s) if t > s else None
+                last = char_to_token(t - 1) if first is not None else None
+                run = (first, last + 1) if first is not None and last is not None else _span_to_tokens(enc, s, t)
+                if run is not None:
+                    runs.append(run)
+            results.append(finish(ids, turns_from_runs(ids, runs, eot_ids), e.complete, text if keep else ""))
         return results
 
     def _render_tracked(self, convs: Sequence[Any]) -> tuple[list[str], list[list[tuple[int, int]]]]:
