@@ -962,9 +962,10 @@ class _Translation:
             self.err(["unfrozen_parameters"], "must be a list of parameter-name patterns", code="type")
             return
         if self.d.get("adapter"):
-            self.err(["unfrozen_parameters"], "choosing which base parameters train is supported for a full "
-                     f"fine-tune only, not with adapter: {self.d.get('adapter')} (quantized or adapter-wrapped "
-                     "weights)", hint="drop the adapter for a partial full fine-tune, or use "
+            self.err(["unfrozen_parameters"], "is supported for a full fine-tune only, not with adapter: "
+                     f"{self.d.get('adapter')}: Axolotl applies the patterns after the adapter wraps the model "
+                     "(names then start with base_model.model.), so they freeze or unfreeze adapter and base "
+                     "tensors alike", hint="drop the adapter for a partial full fine-tune, or use "
                      "lora_modules_to_save to train whole modules next to LoRA")
             return
         out = []
