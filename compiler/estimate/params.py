@@ -283,15 +283,15 @@ def named_params(arch: Arch) -> list[tuple[str, int]]:
 def count_unfrozen_params(arch: Arch, patterns: list[str]) -> int:
     """Parameters whose names match any pattern (`re.search`, as the runtime does). Multimodal checkpoints
     name the text model `model.language_model.*`: a name matches when either spelling does."""
+    return sum(n for name, n in named_params(arch) if unfrozen_match(patterns, name))
+
+
+def unfrozen_match(patterns: list[str], name: str) -> bool:
+    """Whether a parameter name (or its `model.language_model.` spelling) matches one of the patterns."""
     import re
 
-    compiled = [re.compile(p) for p in patterns]
-    total = 0
-    for name, n in named_params(arch):
-        spellings = (name, name.replace("model.", "model.language_model.", 1) if name.startswith("model.") else name)
-        if any(c.search(s) for c in compiled for s in spellings):
-            total += n
-    return total
+    spellings = (name, name.replace("model.", "model.language_model.", 1) if name.startswith("model.") else name)
+    return any(re.search(p, s) for p in patterns for s in spellings)
 
 
 def count_expert_lora_params(arch: Arch, r: int, target_parameters: list[str]) -> int:

@@ -18,6 +18,7 @@ from .params import (
     count_lora_params,
     count_module_params,
     count_unfrozen_params,
+    unfrozen_match,
 )
 
 # sequence.max_length: auto is decided at prepare time from the data; size for the schema default.
@@ -80,6 +81,7 @@ class Setup:
     provider: str | None
     grad_accum: int = 1
     unfrozen: int | None = None  # full fine-tune of only the parameters training.unfrozen_parameters matches
+    embedding_trainable: bool = True  # (full fine-tune) the input embedding gets a gradient
     assumptions: tuple[str, ...] = field(default=())
 
     @property
@@ -159,10 +161,11 @@ def setup_from_plan(plan: Mapping[str, Any]) -> tuple[Setup | None, str]:
         lora_params = count_lora_params(arch, r, "all-linear")
         targets = "all-linear"
     lora_params += extra_lora
-    unfrozen = None
+    unfrozen, embedding_trainable = None, True
     patterns = _get(cfg, "training", "unfrozen_parameters")
     if adapter == "none" and patterns:
         unfrozen = count_unfrozen_params(arch, list(patterns))
+        embedding_trainable = unfrozen_match(list(patterns), "model.embed_tokens.weight")
         assumptions.append(f"training.unfrozen_parameters: {unfrozen:,} of {arch.total:,} parameters train, counted "
                            "by matching the patterns against Llama-style parameter names built from the facts "
                            "(norms of a layer count as one name; other layouts may match differently)")
@@ -235,6 +238,7 @@ def setup_from_plan(plan: Mapping[str, Any]) -> tuple[Setup | None, str]:
         provider=str(provider) if provider else None,
         grad_accum=accum,
         unfrozen=unfrozen,
+        embedding_trainable=embedding_trainable,
         assumptions=tuple(assumptions),
     )
     return setup, ""

@@ -291,7 +291,7 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
         if s.world > 1 and sh.grads == 1:
             grads += gb * s.trainable  # DDP's gradient buckets, separate from .grad
     accumulating = s.grad_accum > 1
-    emb_trainable = s.adapter == "none"
+    emb_trainable = s.adapter == "none" and s.embedding_trainable
     emb_bwd = 6.0 * a.embedding if emb_trainable else 0.0  # fp32 dense grad + cast (full size before any reduce)
 
     saved = saved_activation_bytes_per_token(s) * t

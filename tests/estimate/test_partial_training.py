@@ -48,6 +48,9 @@ def test_unfrozen_parameters_shrink_gradients_and_optimizer_states() -> None:
     assert setup.trainable == 2 * per_layer + arch.embedding
     v = part["vram"]
     assert v["total_gib"] < full["total_gib"]
+    assert not setup.embedding_trainable  # no dense embedding gradient either
+    with_emb, _ = setup_from_plan(plan(LLAMA8B, training__unfrozen_parameters=["embed_tokens"]))
+    assert with_emb is not None and with_emb.embedding_trainable and with_emb.trainable == arch.embedding
     assert any("unfrozen_parameters" in a for a in v["assumptions"])
 
 
