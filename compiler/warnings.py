@@ -166,7 +166,21 @@ def _estimate(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str,
             yield (str(w["code"]), key, str(w["message"]), "")
 
 
+def _added_tokens_untrained(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str, str]]:
+    """New vocabulary rows start from the resize's initial values; a LoRA adapter alone never trains them."""
+    c = plan["config"]
+    adapter = c["adapter"]
+    if not c["model"].get("added_tokens") or adapter["type"] == "none":
+        return
+    missing = [m for m in ("embed_tokens", "lm_head") if m not in adapter.get("modules_to_save", [])]
+    if missing:
+        yield ("added-tokens-untrained", ("model", "added_tokens"),
+               f"model.added_tokens grow the embeddings, but with a {adapter['type']} adapter their new rows are "
+               f"never trained ({', '.join(missing)} not in adapter.modules_to_save)",
+               "add adapter.modules_to_save: [embed_tokens, lm_head] to train them")
+
+
 RULES: list[Rule] = [
     _eval_split_without_eval, _eval_steps_without_split, _warmup, _lora_ratio, _lr_full_ft, _packing_eager,
-    _dtype_precision, _gpu_only, _distributed, _model_limits, _estimate,
+    _dtype_precision, _gpu_only, _distributed, _model_limits, _added_tokens_untrained, _estimate,
 ]

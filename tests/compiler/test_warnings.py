@@ -51,6 +51,9 @@ CASES = [
     ("sequence:\n  max_length: 8192\n", BASE_CONFIG, "max-length-over-model", "sequence.max_length", "max_length:"),
     ("", BASE_CONFIG.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  trust_remote_code: true\n"),
      "trust-remote-code", "model.trust_remote_code", "trust_remote_code:"),
+    ("adapter:\n  modules_to_save: [lm_head]\n",
+     BASE_CONFIG.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  added_tokens: ['<tool_call>']\n"),
+     "added-tokens-untrained", "model.added_tokens", "added_tokens:"),
 ]
 
 
