@@ -181,7 +181,7 @@ def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: An
     return _no_cache(model) if for_training else model
 
 
-def lora_config(adapter: dict[str, Any]) -> Any:
+def lora_config(adapter: dict[str, Any], tied: bool = False) -> Any:
     from peft import LoraConfig
 
     targets = adapter.get("target_modules", "all-linear")
@@ -190,7 +190,8 @@ def lora_config(adapter: dict[str, Any]) -> Any:
         extra["target_parameters"] = list(adapter["target_parameters"])
     if adapter.get("modules_to_save"):
         extra["modules_to_save"] = list(adapter["modules_to_save"])
-        extra["ensure_weight_tying"] = True  # a tied embed_tokens/lm_head stays one trained matrix
+        if tied:  # a tied embed_tokens/lm_head stays one trained matrix
+            extra["ensure_weight_tying"] = True
     return LoraConfig(
         task_type="CAUSAL_LM", r=int(adapter.get("r", 16)), lora_alpha=int(adapter.get("alpha", 32)),
         lora_dropout=float(adapter.get("dropout", 0.0)),
@@ -234,7 +235,8 @@ def apply_adapter(model: Any, bundle: Bundle) -> Any:
     if kind == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
-    return get_peft_model(model, lora_config(adapter))
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    return get_peft_model(model, lora_config(adapter, tied=tied))
 
 
 def is_adapter_dir(path: Path) -> bool:

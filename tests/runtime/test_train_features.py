@@ -265,3 +265,38 @@ def test_prepare_reads_only_the_data_files(tiny_model_dir: Path, tmp_path: Path)
     report = prepare(load(root), log=lambda *a, **k: None)
     assert report["datasets"]["shards"]["rows_raw"] == 3
     shutil.rmtree(root)
+
+
+@pytest.mark.slow
+def test_expert_lora_with_modules_to_save_trains_evals_and_merges(tiny_moe_dir: Path, tmp_path: Path) -> None:
+    """The whole chain on the tiny MoE: train LoRA on the fused expert tensors plus a full lm_head, eval,
+    then merge; the merged model computes what base + adapter computes, and the router loss override
+    survives into merged/config.json."""
+    import torch
+    from loft.runtime.__main__ import main
+    from loft.runtime.plan import load
+    from loft.runtime.train.trainer import run
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_dir = make_bundle(tmp_path, tiny_moe_dir, {
+        "adapter.target_modules": ["q_proj"], "adapter.target_parameters": ["mlp.experts.down_proj"],
+        "adapter.modules_to_save": ["lm_head"], "adapter.dropout": 0.0, "training.max_steps": 3,
+        "training.learning_rate": 2e-2, "model.config_overrides": {"output_router_logits": True}})
+    assert run(load(run_dir)) == 0
+    final = run_dir / "out" / "final"
+    adapter_cfg = json.loads((final / "adapter_config.json").read_text())
+    assert adapter_cfg["target_parameters"] == ["mlp.experts.down_proj"]
+    assert adapter_cfg["modules_to_save"] == ["lm_head"]
+    assert main(["eval", str(run_dir)]) == 0
+    assert main(["merge", str(run_dir)]) == 0
+    merged_dir = run_dir / "out" / "merged"
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir)).eval()
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_moe_dir)), str(final)).eval()
+    plain = AutoModelForCausalLM.from_pretrained(str(tiny_moe_dir)).eval()
+    ids = torch.arange(3, 30).unsqueeze(0)
+    with torch.no_grad():
+        a, b, c = merged(input_ids=ids).logits, adapted(input_ids=ids).logits, plain(input_ids=ids).logits
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a, c, atol=1e-3)
+    assert json.loads((merged_dir / "config.json").read_text())["output_router_logits"] is True
