@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -194,9 +195,16 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
     (measured: 78 vs 123 µs per chat on the 2-core box)."""
     previous = os.environ.get("TOKENIZERS_PARALLELISM")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # Full GC passes walk every tracked object; the ~200k already there (transformers, torch, the caller's
+    # data) are not prepare's garbage: frozen for the duration, a pass costs ms instead of ~0.15 s.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         return _run(bundle, log)
     finally:
+        if freeze:
+            gc.unfreeze()
         if previous is None:
             os.environ.pop("TOKENIZERS_PARALLELISM", None)
         else:
