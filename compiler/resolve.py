@@ -272,9 +272,29 @@ class _Resolver:
                                expected="a directory with tokenizer files, or a hub id")
                 else:
                     m["tokenizer"] = self.carry_dir(tpath, "tokenizer", ("model", "tokenizer"))
+        facts = self.override_facts(facts)
         entry.update(facts)
         entry["params"] = _count_params(facts)
         return entry, path
+
+    def override_facts(self, facts: dict[str, Any]) -> dict[str, Any]:
+        """`model.config_overrides` as the loaded model will see them: settings the estimate reads update the
+        facts; keys that reshape the pretrained weights are an error (they only make sense from random init)."""
+        m = self.cfg["model"]
+        out = dict(facts)
+        for key, value in (m.get("config_overrides") or {}).items():
+            keys = ("model", "config_overrides", key)
+            if key in _SHAPE_KEYS and m["init"] == "pretrained":
+                self.error("conflict", keys, f"{key} changes the shape of the pretrained weights, which then "
+                           "cannot load", expected="remove it, or model.init: random")
+            elif key in _SHAPE_KEYS or key in _SETTING_FACTS:
+                boolean = key == "tie_word_embeddings"
+                if isinstance(value, bool) != boolean or not isinstance(value, int) or (not boolean and value < 1):
+                    self.error("type", keys, f"expected {'true or false' if boolean else 'a positive integer'}, "
+                               f"got {value!r}")
+                    continue
+                out["num_experts" if key == "num_local_experts" else key] = value
+        return out
 
     def carry_dir(self, path: Path, name: str, keys: tuple[Any, ...]) -> str:
         """Bundle a small local directory under `name/`; otherwise refer to it by a relative path."""
@@ -502,6 +522,13 @@ class _Resolver:
             line, col = self.where.doc.pos(("sweep",)) if self.where.doc is not None else (0, 0)
             self.errors += [_relocate(d, self.where.file, line, col) for d in e.diagnostics]
             return []
+
+
+# config.json keys that decide weight shapes, and model settings the plan's facts (and the estimate) read
+_SHAPE_KEYS = frozenset({"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                         "intermediate_size", "moe_intermediate_size", "vocab_size", "num_experts",
+                         "num_local_experts"})
+_SETTING_FACTS = frozenset({"max_position_embeddings", "num_experts_per_tok", "tie_word_embeddings"})
 
 
 def _relocate(d: Diagnostic, file: str, line: int, col: int) -> Diagnostic:

@@ -59,3 +59,20 @@ def test_config_overrides_and_added_tokens_are_in_the_plan(tmp_path: Path) -> No
     r = pipeline.plan(cfg)
     assert r.plan["config"]["model"]["config_overrides"] == {"rope_theta": 1000.0}
     assert r.plan["config"]["model"]["added_tokens"] == ["<tool_call>"]
+
+
+def test_config_overrides_update_the_facts_the_estimate_reads(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, config(model="model:\n  base: ./models/tiny\n"
+                                              "  config_overrides: {max_position_embeddings: 512, rope_theta: 1.0}\n"))
+    assert pipeline.plan(cfg).plan["model"]["max_position_embeddings"] == 512
+
+
+def test_shape_overrides_need_random_init(tmp_path: Path) -> None:
+    cfg = make_project(tmp_path, config(model="model:\n  base: ./models/tiny\n  config_overrides: {hidden_size: 128}\n"))
+    with pytest.raises(ConfigError) as e:
+        pipeline.plan(cfg)
+    assert [(d.code, d.key) for d in e.value.diagnostics] == [("conflict", "model.config_overrides.hidden_size")]
+    cfg = make_project(tmp_path / "r", config(model="model:\n  base: ./models/tiny\n  init: random\n"
+                                                    "  config_overrides: {hidden_size: 128}\n"))
+    r = pipeline.plan(cfg)
+    assert r.plan["model"]["hidden_size"] == 128 and r.plan["model"]["params"] > 0
