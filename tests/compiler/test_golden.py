@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,7 +174,7 @@ def test_changed_config_is_named_and_config_flag(built: Path, tmp_path: Path) ->
     cfg = built / "examples" / "quickstart.yaml"
     moved = tmp_path / "elsewhere.yaml"
     shutil.copy(cfg, moved)
-    cfg.write_text(cfg.read_text().replace("learning_rate: 1.0e-3", "learning_rate: 5.0e-4"))
+    cfg.write_text(re.sub(r"learning_rate: \S+", "learning_rate: 5.0e-5", cfg.read_text(), count=1))
     errors = _errors(built / "run")
     assert any(e.startswith("plan.lock no longer matches quickstart.yaml: quickstart.yaml changed") for e in errors)
     # --config points at another copy of the original: paths resolve from there, so the data is missing
@@ -200,7 +201,7 @@ def test_build_refuses_foreign_dir_and_failed_build_keeps_bundle(built: Path, ca
 
     before = read_files(built / "run")
     cfg = built / "examples" / "quickstart.yaml"
-    cfg.write_text(cfg.read_text().replace("max_steps: 40", "max_steps: -3"))
+    cfg.write_text(re.sub(r"max_steps: \d+", "max_steps: -3", cfg.read_text(), count=1))
     assert cli.main(["build", "examples/quickstart.yaml", "-o", "run"]) == 1
     assert read_files(built / "run") == before
     assert sorted(p.name for p in built.iterdir() if p.name.startswith(".")) == []
