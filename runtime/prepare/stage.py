@@ -178,7 +178,9 @@ def resolve_num_proc(setting: Any, rows: int) -> int:
     if isinstance(setting, int) and setting > 0:
         return setting
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, rows // 4000, 16))  # small sets: worker start-up costs more than it saves
+    # One process keeps about two cores busy (its Python thread + the Rust encode threads, template.py);
+    # small sets: worker start-up costs more than it saves.
+    return max(1, min(cpus // 2, rows // 4000, 16))
 
 
 def _column(ds: Any, name: str) -> list[Any]:
