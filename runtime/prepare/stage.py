@@ -1,6 +1,7 @@
 """The prepare stage: plan → tokenized, masked, fitted, blended, packed `prepared/{train,eval}`.
 
-    per dataset: load raw → normalise + render + tokenize + mask (Dataset.map, batched, num_proc)
+    per dataset: load raw → normalise + render + tokenize + mask (in-process pipeline; Dataset.map workers
+                 when num_proc > 1)
                  → cache entry 1 (key: file bytes, the dataset's own config, tokenizer, template)
     all:         resolve max_length (auto: from every dataset's tokenized lengths)
     per dataset: fit to max_length (strategy) → cache entry 2 (key: entry 1 + length settings)
@@ -214,10 +215,10 @@ def _column(ds: Any, name: str) -> list[Any]:
 def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
     """Prepare the bundle's data; returns the report (also written to prepare_report.json/.md).
 
-    The Rust tokenizer runs single-threaded here (TOKENIZERS_PARALLELISM=false for the duration): the
-    encoder already overlaps it with Python rendering in a helper thread, and scales out with `num_proc`
-    worker processes; its own thread pool on small sub-batches only competed for the same cores
-    (measured: 78 vs 123 µs per chat on the 2-core box)."""
+    Each Rust encode call runs single-threaded (TOKENIZERS_PARALLELISM=false for the duration): the
+    encoder already runs two of them in helper threads beside the Python rendering, and scales out with
+    `num_proc` worker processes; the tokenizer's own thread pool on small sub-batches only competed for the
+    same cores (measured: 78 vs 123 µs per chat on the 2-core box)."""
     previous = os.environ.get("TOKENIZERS_PARALLELISM")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     # Full GC passes walk every tracked object; the ~200k already there (transformers, torch, the caller's
