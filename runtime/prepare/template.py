@@ -79,7 +79,7 @@ class Encoder:
         self.train_on_incomplete = train_on_incomplete
         self.keep_text = keep_text
         self._checked = False
-        self._renderer: SpanRenderer | None = None
+        self._renderer: SpanRenderer | bool | None = None  # False: unavailable
         self.fast = True  # False when the fast path disagrees with apply_chat_template for this tokenizer
         self.mask_mode = "generation" if mask_mode == "generation" and tuple(spec.roles_to_train) == ("assistant",) \
             else "prefix"
@@ -226,10 +226,14 @@ class Encoder:
         """Texts and generation char spans: the compiled-marks renderer (render.py), transformers'
         `render_jinja_template` for the chats it hands back."""
         if self._renderer is None:
-            self._renderer = SpanRenderer(self.template, self._render_vars())
+            try:
+                self._renderer = SpanRenderer(self.template, self._render_vars())
+            except Exception:  # e.g. transformers moved the helpers render.py borrows: its renderer for all
+                self._renderer = False
         texts: list[str] = []
         spans: list[list[tuple[int, int]]] = []
-        render = self._renderer.render
+        renderer = self._renderer if isinstance(self._renderer, SpanRenderer) else None
+        render = renderer.render if renderer is not None else (lambda _conv: None)
         for conv in convs:
             done = render(conv)
             if done is None:
