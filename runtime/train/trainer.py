@@ -283,6 +283,23 @@ def _write_report(out: Path, report: dict[str, Any]) -> None:
 
 def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     """Train as the plan says; resume from the newest complete checkpoint. Returns the exit code."""
+    code = _train(bundle, callbacks)
+    _leave_process_group()
+    return code
+
+
+def _leave_process_group() -> None:
+    """Every rank leaves the process group together before exiting: a gloo/NCCL group still alive at
+    interpreter exit can abort a rank ("terminate called without an active exception") after a clean stop.
+    Only on success: after an error on one rank, a barrier would wait forever for the others."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _train(bundle: Bundle, callbacks: Sequence[Any]) -> int:
     check_qlora(bundle)  # before any weights or data are read
     check_attention(bundle)
     import torch
