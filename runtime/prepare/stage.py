@@ -239,6 +239,14 @@ def run(bundle: Bundle, log: Any = print) -> dict[str, Any]:
 
 def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
+    plotter = lengths.Plotter(bundle.out / "lengths.png")  # forked first: no other thread of ours runs yet
+    try:
+        return _stages(bundle, log, t0, plotter)
+    finally:
+        plotter.close()
+
+
+def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> dict[str, Any]:
     # `datasets` (with pandas: ~0.5 s of imports) is first needed to write the first cache entry: import it
     # in a thread meanwhile; it runs while the tokenize pipeline waits on the Rust encode.
     importer = threading.Thread(target=_import_datasets, name="loft-import-datasets", daemon=True)
@@ -350,6 +358,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
     except ValueError as e:
         raise PrepareError(str(e)) from None
 
+    plotter.send(all_lengths, max_length)
     fitted: dict[str, Any] = {}
     for src in srcs:
         name = src.spec.name
@@ -417,7 +426,7 @@ def _run(bundle: Bundle, log: Any) -> dict[str, Any]:
                                                         "data": data_cfg, "sequence": seq,
                                                         "datasets": [s.info["cache_key"] for s in srcs]}))
 
-    lengths.plot(all_lengths, max_length, out / "lengths.png")
+    plotter.wait()
     config_hash = cache.key({"data": data_cfg, "sequence": seq, "seed": seed})
     blend_meta = {
         "config_hash": config_hash, "seed": seed, "temperature": temperature,
