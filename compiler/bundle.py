@@ -309,7 +309,7 @@ def _check_sources(run_dir: Path, on_disk: dict[str, bytes], bad: set[str], conf
         return [Diagnostic(f"sources not checked: {source_file} is not in the bundle; pass --config to check the "
                            "plan against the config and data it was compiled from", file=str(run_dir),
                            severity="warning", code="sources-not-checked")]
-    from . import pipeline  # H1's stages; imported late so verify of a bare bundle needs none of them
+    from . import pipeline  # imported late: verifying a bare bundle needs none of the stages
 
     try:
         rebuilt = pipeline.compile(cfg_path, out_dir=run_dir)

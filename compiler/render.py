@@ -503,68 +503,13 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _estimate_md(estimate: Any) -> str:
+    """The estimate section of plan.md: the same report `loftc estimate` prints, as markdown."""
     if not estimate:
         return "_no estimate in this plan_\n"
-    try:  # H5's formatter, when there is one
-        report: Any = importlib.import_module("loft.compiler.estimate.report")
-    except ImportError:
-        report = None
-    if report is not None and hasattr(report, "to_markdown"):
-        text = str(report.to_markdown(estimate))
-        return text if text.endswith("\n") else text + "\n"
-    rows = [(label, value) for label, value in _estimate_rows(estimate) if value]
-    out = "| | |\n|---|---|\n" + "".join(f"| {label} | {_mdcell(value)} |\n" for label, value in rows)
-    notes = estimate.get("warnings") or [] if isinstance(estimate, dict) else []
-    if notes:
-        out += "\n" + "".join(f"- {_mdcell(n.get('message') if isinstance(n, dict) else n)}\n" for n in notes)
-    return out
+    from .estimate.report import to_markdown
 
-
-def _estimate_rows(est: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """The headline figures of an estimate (VRAM, time, cost), each only when present."""
-    def section(key: str) -> dict[str, Any]:
-        value = est.get(key)
-        return value if isinstance(value, dict) else {}
-
-    vram, time, cost = section("vram"), section("time"), section("cost")
-    if vram.get("total_gib") is not None:
-        fits = (vram.get("fits") or {}).get(vram.get("gpu"))
-        yield "VRAM per GPU", (f"{_num(vram['total_gib'])} GiB"
-                               + (f" of {_num(vram.get('memory_gib'))} GiB on {vram.get('gpu')}" if vram.get("gpu") else "")
-                               + (f", peak in {vram['peak_phase']}" if vram.get("peak_phase") else "")
-                               + ("" if fits is None else (": fits" if fits else ": **does not fit**")))
-    comps = vram.get("components") or {}
-    if comps:
-        yield "VRAM parts (GiB)", ", ".join(f"{k} {_num(v)}" for k, v in sorted(comps.items()) if v)
-    if vram.get("max_micro_batch") is not None:
-        yield "largest micro batch that fits", f"{vram['max_micro_batch']} (plan: {vram.get('micro_batch', '—')})"
-    if vram.get("offload_cpu_gib"):
-        yield "CPU offload", f"{_num(vram['offload_cpu_gib'])} GiB"
-    if time:
-        hours = time.get("hours")
-        detail = [f"{_int(time['tokens_per_s'])} tokens/s" if time.get("tokens_per_s") else "",
-                  f"MFU {time['mfu']}" if time.get("mfu") is not None else "",
-                  f"{time.get('num_gpus')} × {time.get('gpu')}" if time.get("gpu") else ""]
-        text = "unknown" if hours is None else f"{_num(hours)} h"
-        yield "training time", text + (f" ({', '.join(d for d in detail if d)})" if any(detail) else "")
-        if time.get("basis"):
-            yield "time basis", str(time["basis"])
-    if cost.get("total_usd") is not None:
-        yield "cost", f"${_num(cost['total_usd'])}"
-    for key, label in (("cheapest", "cheapest"), ("cheapest_spot", "cheapest spot")):
-        c = cost.get(key)
-        if isinstance(c, dict) and c.get("provider"):
-            yield label, (f"{c.get('provider')} {c.get('num_gpus')} × {c.get('gpu')} at ${_num(c.get('price_per_gpu_hour'))}"
-                          f"/GPU-h: ${_num(c.get('total_usd'))}" + (f" (as of {c['as_of']})" if c.get("as_of") else ""))
-    assumptions = vram.get("assumptions") or []
-    if assumptions:
-        yield "assumptions", "; ".join(str(a) for a in assumptions)
-
-
-def _num(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "—" if value is None else str(value)
-    return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    text = to_markdown(estimate)
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _flatten(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
