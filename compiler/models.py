@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-CATALOG = Path(__file__).resolve().parent.parent / "targets" / "catalog" / "models.json"
+from .resources import data_dir
+
+CATALOG = data_dir("targets") / "catalog" / "models.json"
 
 FACT_KEYS = (
     "model_type", "architecture", "hidden_size", "num_hidden_layers", "num_attention_heads",

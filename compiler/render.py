@@ -12,25 +12,21 @@ compiler that built it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pathlib
 import re
 import shlex
 from collections.abc import Callable, Iterator
-from importlib import resources
-from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, did_you_mean
+from .resources import data_dir
 
 STAGES = ("prepare", "train", "eval", "merge", "export")
-TARGETS_PACKAGE = "loft.targets"
-RUNTIME_PACKAGE = "loft.runtime"
 RUNTIME_PREFIX = "loft/runtime/"
 # Import names the preflight in launch.sh checks before running anything.
 _CORE_MODULES = ("torch", "transformers", "peft", "datasets", "accelerate", "safetensors")
@@ -78,12 +74,12 @@ def canonical_json(obj: Any) -> str:
 def runtime_files() -> dict[str, bytes]:
     """Every file of the installed runtime package as `loft/runtime/<path>` (no caches, no dotfiles)."""
     out: dict[str, bytes] = {}
-    for rel, node in _walk(package_root(RUNTIME_PACKAGE), ""):
+    for rel, node in _walk(data_dir("runtime"), ""):
         out[RUNTIME_PREFIX + rel] = node.read_bytes()
     return dict(sorted(out.items()))
 
 
-def _walk(node: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
+def _walk(node: Path, prefix: str) -> Iterator[tuple[str, Path]]:
     for child in sorted(node.iterdir(), key=lambda c: c.name):
         name = child.name
         if name.startswith(".") or name == "__pycache__" or name.endswith((".pyc", ".pyo")):
@@ -97,25 +93,11 @@ def _walk(node: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
 # --------------------------------------------------------------------------- templates
 
 
-def package_root(name: str) -> Traversable:
-    """The folder of an installed loft package. A setuptools editable install can list a folder as a
-    namespace whose search path holds a placeholder entry that importlib.resources rejects; then the
-    first real directory on its __path__ is the folder."""
-    try:
-        return resources.files(name)
-    except (NotADirectoryError, TypeError):
-        module = importlib.import_module(name)
-        for entry in getattr(module, "__path__", []):
-            if os.path.isdir(entry):
-                return pathlib.Path(entry)
-        raise
-
-
 class _PackageLoader(jinja2.BaseLoader):
     """Loads `target/file.j2` from the installed loft.targets package (works from a wheel or a checkout)."""
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
-        node: Traversable = package_root(TARGETS_PACKAGE)
+        node = data_dir("targets")
         for part in template.split("/"):
             if part in ("", ".", ".."):
                 raise jinja2.TemplateNotFound(template)
@@ -206,7 +188,7 @@ def _is_shell(name: str) -> bool:
 
 
 def _targets() -> list[str]:
-    root = package_root(TARGETS_PACKAGE)
+    root = data_dir("targets")
     return sorted(c.name for c in root.iterdir() if c.is_dir() and c.joinpath("launch.sh.j2").is_file())
 
 
@@ -220,7 +202,7 @@ def _target(plan: dict[str, Any]) -> str:
 
 
 def _template_names(target: str) -> list[str]:
-    node = package_root(TARGETS_PACKAGE).joinpath(target)
+    node = data_dir("targets").joinpath(target)
     return sorted(c.name[: -len(".j2")] for c in node.iterdir() if c.is_file() and c.name.endswith(".j2"))
 
 

@@ -22,13 +22,14 @@ from typing import Any
 from . import models
 from .errors import ConfigError, Diagnostic
 from .parse import Document
+from .resources import data_dir
 from .validate import Locator, load_schema
 
 LOFT_VERSION = "0.1.0"
 PLAN_FORMAT = 1
 DATA_BUNDLE_LIMIT = 100 * 1024 * 1024  # data.bundle: auto copies local data up to this total
 MODEL_BUNDLE_LIMIT = 64 * 1024 * 1024  # local model directories up to this size travel in model/
-REQUIREMENTS = Path(__file__).resolve().parent.parent / "targets" / "requirements.json"
+REQUIREMENTS = data_dir("targets") / "requirements.json"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError, Diagnostic, did_you_mean
+from .resources import data_dir
 from .template_env import (
     GENERATION_TAG_RE,
     TemplateCompileError,
@@ -69,14 +70,8 @@ class TemplateChoice:
 # ---------------------------------------------------------------------------------------------- library
 
 def library_dir() -> Path:
-    """The folder of `loft.chat_templates` (works for regular, namespace and editable installs)."""
-    import loft.chat_templates as pkg
-
-    for entry in list(getattr(pkg, "__path__", [])):
-        p = Path(str(entry))
-        if (p / "index.json").is_file():
-            return p
-    return Path(__file__).resolve().parent.parent / "chat_templates"
+    """The folder of the chat template library (chat_templates/, installed as loft.chat_templates)."""
+    return data_dir("chat_templates")
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,13 +20,14 @@ from typing import Any
 
 from .errors import ConfigError, Diagnostic, did_you_mean, key_path
 from .parse import Document, parse
+from .resources import data_dir
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = data_dir("schemas")
 
 
 @functools.lru_cache(maxsize=4)
 def load_schema(name: str = "config") -> dict[str, Any]:
-    """schemas/<name>.schema.json (sibling folder both in a checkout and in an installed wheel)."""
+    """schemas/<name>.schema.json."""
     with open(SCHEMA_DIR / f"{name}.schema.json", encoding="utf-8") as f:
         out: dict[str, Any] = json.load(f)
     return out

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..resources import data_dir
+
 
 @functools.cache
 def _load(name: str) -> dict[str, Any]:
@@ -15,18 +17,7 @@ def _load(name: str) -> dict[str, Any]:
 
 
 def _catalog_file(name: str) -> Path:
-    """targets/catalog/<name> through the installed `loft.targets.catalog` package (a namespace package,
-    so importlib.resources cannot be used), falling back to the source tree."""
-    try:
-        import loft.targets.catalog as pkg
-
-        for entry in pkg.__path__:
-            candidate = Path(entry) / name
-            if candidate.is_file():
-                return candidate
-    except ImportError:
-        pass
-    return Path(__file__).resolve().parents[2] / "targets" / "catalog" / name
+    return data_dir("targets") / "catalog" / name
 
 
 def gpus() -> dict[str, dict[str, Any]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 
 import jinja2
 import pytest
 from loft.compiler import render
 from loft.compiler.errors import ConfigError
 from loft.compiler.render import canonical_json, ds_config, render_bundle, runtime_files
+from loft.compiler.resources import data_dir
 
 from tests.compiler.plan_fixture import sample_plan, set_key
 
@@ -43,7 +43,7 @@ def test_runtime_copy_is_the_installed_package() -> None:
     rt = runtime_files()
     assert "loft/runtime/__init__.py" in rt and "loft/runtime/plan.py" in rt
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in rt)
-    src = Path(render.package_root("loft.runtime")) / "plan.py"  # type: ignore[arg-type]
+    src = data_dir("runtime") / "plan.py"
     assert rt["loft/runtime/plan.py"] == src.read_bytes()
     assert {p: files[p] for p in rt} == rt
 
