@@ -217,11 +217,8 @@ def _template_summary(t: dict[str, Any]) -> str:
 def _estimate_text(estimate: Any) -> str:
     if not estimate:
         return "no estimate in the plan"
-    try:
-        from ..estimate.report import to_text
-    except ImportError:
-        vram = (estimate or {}).get("vram", {})
-        return f"peak VRAM ≈ {vram.get('total_gib', '?')} GiB"
+    from ..estimate.report import to_text
+
     return str(to_text(estimate))
 
 
