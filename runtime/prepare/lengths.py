@@ -128,6 +128,9 @@ class Plotter:
 
 
 def _plot_child(conn: Any, path: Path) -> None:
+    import os
+
+    os.nice(19)  # the import is background work: the tokenizer's threads keep the cores while they need them
     import matplotlib
 
     matplotlib.use("Agg")
