@@ -7,6 +7,7 @@ All floats are rounded so the plan stays byte-reproducible.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,9 +83,23 @@ def estimate_plan(plan: Mapping[str, Any], gpu: str | None = None, num_gpus: int
     """The plan's `estimate`: vram, time, cost, warnings. Keyword overrides are the CLI's --gpu etc.
     Never raises on odd input: a configuration it cannot size gets an estimate marked unknown."""
     try:
-        return _estimate(plan, gpu, num_gpus, provider, micro_batch)
+        est = _estimate(plan, gpu, num_gpus, provider, micro_batch)
     except (ArithmeticError, TypeError, ValueError, KeyError, AttributeError) as exc:
         return _unknown(f"the estimator cannot size this configuration ({type(exc).__name__}: {exc})")
+    if not _finite(est):  # absurd but finite inputs (1e153 layers) overflow to inf: not a number to plan with
+        return _unknown("the estimate overflowed: the model facts or config hold absurd sizes")
+    return est
+
+
+def _finite(node: Any) -> bool:
+    """Every float in the estimate is finite (plan.lock is strict JSON)."""
+    if isinstance(node, float):
+        return math.isfinite(node)
+    if isinstance(node, dict):
+        return all(_finite(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_finite(v) for v in node)
+    return True
 
 
 def _estimate(plan: Mapping[str, Any], gpu: str | None, num_gpus: int | None, provider: str | None,

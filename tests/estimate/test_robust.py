@@ -31,6 +31,14 @@ def test_never_raises(facts: dict, over: dict) -> None:
     assert total is None or total > 0
 
 
+def test_absurd_finite_sizes_overflow_to_unknown() -> None:
+    """Found by hypothesis: finite but absurd sizes overflowed to inf, which strict JSON cannot hold."""
+    est = estimate_plan(plan({**TINY, "num_hidden_layers": 1.9351464199555203e153},
+                             sequence__max_length=3.7948124400528256e151))
+    json.dumps(est, allow_nan=False)
+    assert est["vram"]["unknown"] and est["vram"]["total_gib"] is None
+
+
 def test_non_finite_numbers() -> None:
     inf, nan = float("inf"), float("nan")
     for facts in ({"hidden_size": inf}, {"num_hidden_layers": nan}, {"vocab_size": -inf}):
