@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from h1_project import BASE_CONFIG, make_project
 from loft.compiler.cli import main
 from loft.compiler.errors import ConfigError
+from project_factory import BASE_CONFIG, make_project
 
 ROOT = Path(__file__).resolve().parents[2]
 

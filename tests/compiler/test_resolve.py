@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from h1_project import BASE_CONFIG, TINY_MODEL_CONFIG, make_project, with_keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loft.compiler import models, pipeline
 from loft.compiler.errors import ConfigError
 from loft.compiler.validate import load_schema
+from project_factory import BASE_CONFIG, TINY_MODEL_CONFIG, make_project, with_keys
 
 
 def plan_of(cfg: Path, out: Path | None = None) -> pipeline.Resolved:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from h1_project import BASE_CONFIG, make_project
 from loft.compiler import pipeline
 from loft.compiler.errors import ConfigError
+from project_factory import BASE_CONFIG, make_project
 
 DIR_DATA = "data:\n  datasets:\n    - path: data/shards\n      data_files: [b.jsonl]\n"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from h1_project import BASE_CONFIG, make_project
 from loft.compiler import pipeline
 from loft.compiler.errors import Diagnostic
+from project_factory import BASE_CONFIG, make_project
 
 GPU_BASE = BASE_CONFIG.replace("target:\n  gpu: cpu\n", "").replace(
     "training:\n  precision: fp32\n  optimizer: adamw_torch\n", "")
