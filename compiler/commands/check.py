@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import importlib
 import json
 import sys
 import tempfile
@@ -351,7 +352,7 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
         from loft.runtime.inspect import explain, render_terminal
         from loft.runtime.plan import Bundle
         from loft.runtime.prepare.errors import PrepareError
-        from loft.runtime.prepare.load import load_raw, row_dicts
+        from loft.runtime.prepare.load import load_options, load_raw, row_dicts
         from loft.runtime.prepare.stage import sources
     except ImportError as e:  # a compiler-only install: say so, it is not a config problem
         found.warnings.append(f"note: tokenization preview skipped ({e}); install loft[runtime] for it")
@@ -377,14 +378,14 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
         name = src.spec.name
         args = (src.plan["path"], src.local, src.entry.get("split") or "train", src.plan.get("revision"))
         offline_why = None if src.local else _hub_unreachable()
+        options = load_options(src.entry)
         try:
             if offline_why is None:
-                raw = load_raw(*args)
+                raw = load_raw(*args, **options)
             else:  # the hub cannot answer: the datasets cache or nothing, with no request and no retry
-                import datasets.config  # noqa: F401  (so that _hub_offline sets its copy of the flag too)
-
+                importlib.import_module("datasets.config")  # so that _hub_offline sets its copy of the flag too
                 with _hub_offline():
-                    raw = load_raw(*args)
+                    raw = load_raw(*args, **options)
         except (PrepareError, OSError, ValueError) as e:
             if offline_why is None:
                 found.errors.append(f"data: {name}: {e}")

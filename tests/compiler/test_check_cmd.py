@@ -220,3 +220,18 @@ def test_uncached_hub_dataset_offline_is_a_note(tmp_path: Path, tokenizer_files:
     proc, _ = run_check(cfg, tmp_path / "hub-cache", "--require-preview", HF_HUB_OFFLINE="1",
                         HF_DATASETS_CACHE=str(tmp_path / "ds"))
     assert proc.returncode == 1 and "preview: tokenization preview skipped: dataset" in proc.stderr
+
+
+def test_preview_reads_only_the_dataset_data_files(tmp_path: Path, tokenizer_files: Path) -> None:
+    """`data_files` narrows what the preview reads, as it narrows what prepare reads."""
+    cfg = project(tmp_path, tokenizer_files)
+    shards = tmp_path / "data" / "shards"
+    shards.mkdir()
+    (shards / "a.jsonl").write_text('{"text": "not a chat"}\n', encoding="utf-8")
+    (shards / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    text = cfg.read_text(encoding="utf-8").replace("    - path: data/chat.jsonl\n",
+                                                   "    - path: data/shards\n      data_files: [b.jsonl]\n")
+    cfg.write_text(text, encoding="utf-8")
+    found = check(cfg)
+    assert found.errors == []  # a.jsonl (no messages) was not read
+    assert "[[hello 0<|eot_id|>]]" in dict(found.sections)["tokenization preview"]
