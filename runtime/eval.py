@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,13 +144,9 @@ def run(bundle: Bundle) -> int:
     if not ecfg.get("enabled", True):
         _say("eval is off in this plan (eval.enabled: false)")
         return 0
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    from .train.load_trained import stopped_note
+    from .train.load_trained import nothing_to_do
 
-    note = stopped_note(bundle, "eval")
-    if note:
-        print(f"[loft] {note}", file=sys.stderr)
+    if nothing_to_do(bundle, "eval"):
         return 0
     import torch
     from datasets import load_from_disk

@@ -95,13 +95,9 @@ def push(dest: Path, target: Any) -> str:
 
 
 def run(bundle: Bundle) -> int:
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    from .train.load_trained import stopped_note
+    from .train.load_trained import nothing_to_do
 
-    note = stopped_note(bundle, "export")
-    if note:
-        print(f"[loft] {note}", file=sys.stderr)
+    if nothing_to_do(bundle, "export"):
         return 0
     ecfg = bundle.config.get("export") or {}
     formats = list(ecfg.get("formats") or [])

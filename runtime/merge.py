@@ -19,13 +19,9 @@ def run(bundle: Bundle) -> int:
     if not (bundle.config.get("export") or {}).get("merge", True):
         print("[loft] merge is off in this plan (export.merge: false)", file=sys.stderr)
         return 0
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    from .train.load_trained import stopped_note
+    from .train.load_trained import nothing_to_do
 
-    note = stopped_note(bundle, "merge")
-    if note:
-        print(f"[loft] {note}", file=sys.stderr)
+    if nothing_to_do(bundle, "merge"):
         return 0
     from .train.load_trained import final_dir, load_trained
 

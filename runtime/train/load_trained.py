@@ -32,6 +32,21 @@ def stopped_note(bundle: Bundle, stage: str) -> str | None:
             f"resume with `bash {bundle.root}/launch.sh` (or `loft train {bundle.root}{trial}`)")
 
 
+def nothing_to_do(bundle: Bundle, stage: str) -> bool:
+    """The gate every post-train stage (eval, merge, export) passes first: only rank 0 works on the trained
+    model, and a stopped (not finished) training leaves nothing to work on yet; says why when it skips."""
+    import os
+    import sys
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return True
+    note = stopped_note(bundle, stage)
+    if note:
+        print(f"[loft] {note}", file=sys.stderr)
+        return True
+    return False
+
+
 def final_dir(bundle: Bundle) -> Path:
     final = bundle.out / "final"
     if not (final / "config.json").is_file() and not is_adapter_dir(final):
