@@ -12,6 +12,14 @@ TINY_MODEL_CONFIG = {
     "vocab_size": 512, "max_position_embeddings": 4096, "tie_word_embeddings": True,
 }
 
+MINIMAL_CONFIG = """\
+loft: 1
+model: {base: org/model}
+data:
+  datasets:
+    - path: data.jsonl
+"""  # the smallest valid config (validate-only tests: nothing on disk)
+
 BASE_CONFIG = """\
 loft: 1
 name: t

@@ -11,12 +11,8 @@ from pathlib import Path
 import pytest
 from loft.compiler.cli import main
 from loft.compiler.commands.check import check
+from project_factory import TINY_MODEL_CONFIG
 
-TINY_CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-    "vocab_size": 512, "max_position_embeddings": 4096, "tie_word_embeddings": True,
-}
 CONFIG = """\
 loft: 1
 name: t
@@ -52,7 +48,7 @@ def project(root: Path, tokenizer: Path, template: str = "auto", rows: list[dict
     model.mkdir(parents=True)  # (root may not exist yet)
     for f in tokenizer.iterdir():
         (model / f.name).write_bytes(f.read_bytes())
-    (model / "config.json").write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
+    (model / "config.json").write_text(json.dumps(TINY_MODEL_CONFIG), encoding="utf-8")
     (root / "data").mkdir()
     (root / "data" / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (rows or ROWS)),
                                               encoding="utf-8")
@@ -198,7 +194,7 @@ def test_cached_hub_tokenizer_is_previewed_without_a_request(tmp_path: Path, tok
     snap.mkdir(parents=True)
     for f in tokenizer_files.iterdir():
         (snap / f.name).write_bytes(f.read_bytes())
-    (snap / "config.json").write_text(json.dumps(TINY_CONFIG), encoding="utf-8")  # as a hub repo has it
+    (snap / "config.json").write_text(json.dumps(TINY_MODEL_CONFIG), encoding="utf-8")  # as a hub repo has it
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(sha)
     cfg = hub_project(tmp_path / "p", repo)

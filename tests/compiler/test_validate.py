@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from loft.compiler.errors import ConfigError, Diagnostic
 from loft.compiler.parse import parse, parse_text
 from loft.compiler.validate import validate
+from project_factory import MINIMAL_CONFIG
 
 
 def errors(text: str, path: str = "c.yaml") -> list[Diagnostic]:
@@ -26,13 +27,7 @@ def one(text: str, path: str = "c.yaml") -> Diagnostic:
     return diags[0]
 
 
-OK = """\
-loft: 1
-model: {base: org/model}
-data:
-  datasets:
-    - path: data.jsonl
-"""
+OK = MINIMAL_CONFIG
 
 
 def test_a_minimal_config_is_valid() -> None:

@@ -9,14 +9,9 @@ import pytest
 from loft.compiler.errors import ConfigError, Diagnostic
 from loft.compiler.parse import parse_text
 from loft.compiler.validate import validate
+from project_factory import MINIMAL_CONFIG
 
-OK = """\
-loft: 1
-model: {base: org/model}
-data:
-  datasets:
-    - path: data.jsonl
-"""
+OK = MINIMAL_CONFIG
 
 
 def check(extra: str, base: str = OK) -> list[Diagnostic]:
