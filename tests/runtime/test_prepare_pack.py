@@ -13,8 +13,16 @@ def test_pack_places_each_sample_once_within_capacity(lengths, capacity):
     bins = pack(lengths, capacity)
     assert sorted(i for b in bins for i in b) == list(range(len(lengths)))
     assert all(sum(lengths[i] for i in b) <= capacity for b in bins)
-    # first-fit-decreasing bound: at most 11/9·OPT + 1 rows; OPT ≥ total/capacity
-    assert len(bins) <= 11 / 9 * (sum(lengths) / capacity) + 2
+    # Best fit opens a row only for a sample that fits no open row, so any two rows together overflow the
+    # capacity (no two could be merged); hence fewer than 2·total/capacity + 1 rows. (An 11/9·total/capacity
+    # bound is not sound: total/capacity underestimates the optimum, e.g. six 33-token samples in 64.)
+    loads = [sum(lengths[i] for i in b) for b in bins]
+    assert all(a + b > capacity for j, a in enumerate(loads) for b in loads[j + 1:])
+    assert len(bins) < 2 * sum(lengths) / capacity + 1
+
+
+def test_pack_is_optimal_when_no_two_samples_fit_together():
+    assert len(pack([32, 33, 33, 33, 33, 33], 64)) == 6  # 32 + 33 > 64: six rows is the optimum
 
 
 def test_pack_is_deterministic_and_dense():
