@@ -30,8 +30,9 @@ STAGES = ("prepare", "train", "eval", "merge", "export")
 RUNTIME_PREFIX = "loft/runtime/"
 # Import names the preflight in launch.sh checks before running anything.
 _CORE_MODULES = ("torch", "transformers", "peft", "datasets", "accelerate", "safetensors")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SLURM_SAFE = re.compile(r"^[A-Za-z0-9_.:,+@%=/-]+$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SLURM_SAFE = re.compile(r"[A-Za-z0-9_.:,+@%=/-]+")  # always fullmatch: `$` would pass a trailing newline
+_TOKEN = re.compile(r"[a-z][a-z_]*")
 
 
 class Shell(str):
@@ -115,7 +116,7 @@ def _shquote(value: Any) -> Shell:
 
 def _shname(value: Any) -> Shell:
     """An environment variable name, checked, so it can be used as `${NAME:-}`."""
-    if not isinstance(value, str) or not _ENV_NAME.match(value):
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
         raise ConfigError.one(f"{value!r} is not an environment variable name", key="tracking.wandb.api_key_env",
                               expected="letters, digits and _ (e.g. WANDB_API_KEY)", code="bad-env-name")
     return Shell(value)
@@ -124,9 +125,25 @@ def _shname(value: Any) -> Shell:
 def _slurm(value: Any) -> Shell:
     """A value for an `#SBATCH` line (sbatch does not unquote, so only plain tokens are allowed)."""
     text = str(value)
-    if not _SLURM_SAFE.match(text):
+    if not _SLURM_SAFE.fullmatch(text):
         raise ConfigError.one(f"{text!r} cannot be written into an #SBATCH line", key="target.slurm",
                               expected="letters, digits and _.:,+@%=/-", code="bad-slurm-value")
+    return Shell(text)
+
+
+def _shint(value: Any) -> Shell:
+    """An integer for a comment line: comments hold no config text, since a newline in it would end the
+    comment and the rest of the line would run."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise jinja2.TemplateError(f"only integers may appear in a comment line, not {value!r}")
+    return Shell(str(value))
+
+
+def _shtoken(value: Any) -> Shell:
+    """One of loft's own words (a stage name) for a comment line; anything else is a template bug."""
+    text = str(value)
+    if not _TOKEN.fullmatch(text):
+        raise jinja2.TemplateError(f"{text!r} is not a plain word and cannot appear in a comment line")
     return Shell(text)
 
 
@@ -138,6 +155,12 @@ def _shell_finalize(value: Any) -> Any:
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _yaml(value: Any) -> str:
+    """A YAML flow scalar: JSON with every non-ASCII character escaped, since YAML folds NEL (U+0085) and
+    the Unicode line/paragraph separators inside a quoted string (and JSON leaves them as they are)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=True)
 
 
 def _mdcell(value: Any) -> str:
@@ -175,7 +198,8 @@ def _environment(shell: bool) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
         finalize=_shell_finalize if shell else None,
     )
-    env.filters.update(shquote=_shquote, shname=_shname, slurm=_slurm, json=_json, mdcell=_mdcell)
+    env.filters.update(shquote=_shquote, shname=_shname, shint=_shint, shtoken=_shtoken, slurm=_slurm, json=_json, yaml=_yaml,
+                       mdcell=_mdcell)
     return env
 
 
@@ -341,8 +365,8 @@ def requirements_lock(plan: dict[str, Any]) -> str:
     versions.pop("loft", None)
     if int(cfg.get("deepspeed", {}).get("stage") or 0) == 0:
         versions.pop("deepspeed", None)
-    lines = [
-        f"# Packages for loft bundle {plan.get('name', '')!s} (loft {plan.get('loft_version', '')}).",
+    lines = [  # no config text here: pip reads every line, and a newline in a name would add an option
+        f"# Packages for this loft bundle (loft {plan.get('loft_version', '')}).",
         "# Install on the training machine: pip install -r requirements.lock",
     ]
     if python:

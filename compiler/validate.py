@@ -318,6 +318,7 @@ def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
         diags.append(where.diag(("target", "gpu"), "a CPU run uses one process",
                                 "conflict", expected="num_gpus: 1 and nodes: 1 with gpu: cpu"))
     diags += _training_errors(config, where)
+    diags += _file_name_errors(config, where)
     diags += _catalog_errors(target, where)
     diags += _secret_errors(config, (), where)
     sweep = config.get("sweep")
@@ -367,6 +368,49 @@ def _training_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
             diags.append(where.diag(("training", "early_stopping_patience"), "early stopping watches the eval loss, "
                                     "but there is no eval split", "conflict",
                                     expected="data.eval_split (or a dataset's eval_split) > 0"))
+    return diags
+
+
+# Names that become file or folder names in the bundle. `fullmatch` on purpose: the schema's
+# `^…$` (Python's re.search) lets a trailing newline through.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+# Top-level names a bundle writes itself (plus run-control files): output_dir must not be one of them,
+# or a rebuild would replace the run's outputs, or prepare would read stale bundle data as outputs.
+BUNDLE_NAMES = frozenset({"loft", "data", "model", "tokenizer", "plan.lock", "plan.md", "launch.sh",
+                          "slurm.sbatch", "sky.yaml", "accelerate.yaml", "ds_config.json", "sweep.jsonl",
+                          "requirements.lock", "chat_template.jinja", "MANIFEST.sha256", "STOP"})
+
+
+def _file_name_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]:
+    """Run and dataset names and output_dir become file names: letters, digits and `._-` only, so no
+    value can carry a newline, a quote or a path into a script, a file name or another folder."""
+    diags: list[Diagnostic] = []
+    safe = "letters, digits, '.', '_' and '-' (starting with a letter or digit), at most 100"
+    name = config.get("name")
+    if isinstance(name, str) and not _SAFE_NAME.fullmatch(name):
+        diags.append(where.diag(("name",), f"run name {name!r} is not a safe file name", "unsafe-name",
+                                expected=safe))
+    for i, ds in enumerate((config.get("data") or {}).get("datasets") or []):
+        dname = ds.get("name") if isinstance(ds, dict) else None
+        if isinstance(dname, str) and not _SAFE_NAME.fullmatch(dname):
+            diags.append(where.diag(("data", "datasets", i, "name"), f"dataset name {dname!r} is not a safe file name",
+                                    "unsafe-name", expected=safe))
+    out = config.get("output_dir")
+    if isinstance(out, str):
+        parts = [p for p in out.split("/") if p not in ("", ".")]
+        if out.startswith("/") or not parts or ".." in parts:
+            diags.append(where.diag(("output_dir",), f"output_dir {out!r} must be a folder inside the bundle",
+                                    "path-escape", expected="a relative path such as 'out'"))
+        elif not all(_SAFE_PART.fullmatch(p) for p in parts):
+            diags.append(where.diag(("output_dir",), f"output_dir {out!r} must be a relative folder inside the bundle "
+                                    "made of plain names", "unsafe-path",
+                                    expected="a path such as 'out' or 'runs/exp1': letters, digits, '.', '_', '-' "
+                                    "and '/' between names (no '..')"))
+        elif parts[0] in BUNDLE_NAMES or parts[0].lower() in {n.lower() for n in BUNDLE_NAMES}:
+            diags.append(where.diag(("output_dir",), f"output_dir {out!r} is a name the bundle itself uses "
+                                    "(a rebuild would replace it, or prepare would read bundle files as outputs)",
+                                    "reserved-name", expected="another folder name, e.g. 'out'"))
     return diags
 
 

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# loft run bundle multinode, compiled by loftc 0.1.0 from ../examples/multinode.yaml.
-# Target: multi_node. Generated file: change the config and rebuild instead of editing it.
+# loft run bundle, compiled by loftc: its name, source config and settings are in plan.lock / plan.md.
+# Generated file: change the config and rebuild instead of editing it. (No config text appears in these
+# comments: a value is only ever written as a quoted shell word below.)
 #
 # usage: bash launch.sh [all|prepare|train|eval|merge|export]
 #   all (default) runs: prepare train eval export
 #   Multi-node: run the same command on each of the 2 nodes, with NODE_RANK (0..1),
 #   MASTER_ADDR (node 0's address) and MASTER_PORT (default 29500) set; eval/merge/export run on node 0.
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
-#   train resumes from the newest complete checkpoint in out/checkpoints (trial N:
-#   out/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
+#   train resumes from the newest complete checkpoint in $OUTPUT_DIR/checkpoints (trial N:
+#   $OUTPUT_DIR/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
 set -euo pipefail
+
+LOFT_BUNDLE_NAME=multinode
+LOFT_SOURCE_FILE=../examples/multinode.yaml
+LOFT_TARGET=multi_node
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 export PYTHONPATH="$RUN_DIR${PYTHONPATH:+:$PYTHONPATH}"
@@ -27,6 +32,7 @@ usage: bash launch.sh [all|prepare|train|eval|merge|export]
   all (default): prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
   env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1
 USAGE
+  echo "  this bundle: $LOFT_BUNDLE_NAME (target $LOFT_TARGET), compiled from $LOFT_SOURCE_FILE" >&2
 }
 
 STAGE="${1:-all}"
@@ -74,8 +80,8 @@ PY
     exit 1
   fi
   if [[ "$STAGE" == all || "$STAGE" == train ]]; then
-    : "${NODE_RANK:?set NODE_RANK to this node's rank (0..1)}"
-    : "${MASTER_ADDR:?set MASTER_ADDR to node 0's address}"
+    : "${NODE_RANK:?set NODE_RANK to the rank of this node (0..1)}"
+    : "${MASTER_ADDR:?set MASTER_ADDR to the address of node 0}"
     export MASTER_PORT="${MASTER_PORT:-29500}"
   fi
 }

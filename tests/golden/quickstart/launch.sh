@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# loft run bundle quickstart, compiled by loftc 0.1.0 from ../examples/quickstart.yaml.
-# Target: local. Generated file: change the config and rebuild instead of editing it.
+# loft run bundle, compiled by loftc: its name, source config and settings are in plan.lock / plan.md.
+# Generated file: change the config and rebuild instead of editing it. (No config text appears in these
+# comments: a value is only ever written as a quoted shell word below.)
 #
 # usage: bash launch.sh [all|prepare|train|eval|merge|export]
 #   all (default) runs: prepare train eval merge export
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
-#   train resumes from the newest complete checkpoint in out/checkpoints (trial N:
-#   out/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
+#   train resumes from the newest complete checkpoint in $OUTPUT_DIR/checkpoints (trial N:
+#   $OUTPUT_DIR/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
 set -euo pipefail
+
+LOFT_BUNDLE_NAME=quickstart
+LOFT_SOURCE_FILE=../examples/quickstart.yaml
+LOFT_TARGET=local
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 export PYTHONPATH="$RUN_DIR${PYTHONPATH:+:$PYTHONPATH}"
@@ -25,6 +30,7 @@ usage: bash launch.sh [all|prepare|train|eval|merge|export]
   all (default): prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
   env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1
 USAGE
+  echo "  this bundle: $LOFT_BUNDLE_NAME (target $LOFT_TARGET), compiled from $LOFT_SOURCE_FILE" >&2
 }
 
 STAGE="${1:-all}"
