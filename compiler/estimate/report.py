@@ -16,6 +16,7 @@ COMPONENT_LABELS = {
     "workspace": "kernel workspaces",
     "cuda_context": "CUDA context",
     "allocator_overhead": "allocator overhead (reserved − allocated)",
+    "allocator_holes": "allocator: freed gradient region the loss path cannot reuse",
 }
 MAX_OPTIONS = 12
 

@@ -18,11 +18,15 @@ GIB = float(2**30)
 # cuBLAS/cuDNN workspaces, RoPE tables, loss scalars and other small buffers the caching allocator holds
 # during a step (the intercept left after every tensor above is counted; same on both calibration models).
 WORKSPACE_BYTES = 0.10 * GIB
-# Caching allocator: reserved = allocated peak × (1 + fragmentation). Tensors of many sizes freed and
-# re-allocated in different orders leave gaps the allocator cannot reuse; fitted once over all the
-# calibration cases (max_memory_reserved / max_memory_allocated: 1.00-1.19, order-dependent; one shared
-# ratio was the least over-fitted form: extra terms for the logits block or checkpointing gained < 1 point).
-FRAGMENTATION = 0.085
+# Caching allocator (c10/cuda/CUDACachingAllocator.cpp): tensors above 1 MiB come from the large pool,
+# in segments of 20 MiB (requests of 1-10 MiB) or of the request rounded up to 2 MiB; freed blocks stay
+# reserved and are reused best-fit. Weights, fp32 masters and optimizer states are allocated once in
+# segments of their own size (a multiple of 2 MiB for typical shapes), so they leave no gap. What gaps is
+# what is freed and re-requested every step — activations, the loss path's blocks, gradients — in a
+# different order each time: reserved = allocated + FRAGMENTATION × those transient bytes (+ the
+# gradient holes below). One constant for every case (../shared/calibration: median 3%, worst 7%, with
+# the holes term); the measured reserved − allocated is 0.0-4.7 GiB, order-dependent.
+FRAGMENTATION = 0.07
 # bitsandbytes NF4 with double quantisation: 4 bits + an 8-bit absmax per 64 weights + an fp32 scale per
 # 256 absmax blocks, in bytes per weight.
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
@@ -34,7 +38,7 @@ BUCKETS = 2
 
 PHASES = ("forward", "backward", "optimizer")
 COMPONENTS = ("weights", "lora", "gradients", "optimizer", "master_weights", "activations", "logits",
-              "workspace", "cuda_context", "allocator_overhead")
+              "workspace", "cuda_context", "allocator_overhead", "allocator_holes")
 
 
 @dataclass(frozen=True)
@@ -264,6 +268,38 @@ def logits_bytes_per_token(s: Setup, phase: str) -> float:
     return float(c + 12) * a.vocab
 
 
+def embedding_backward_bytes(s: Setup) -> float:
+    """Transient of the input embedding's backward, beyond the gradients already counted.
+
+    `embedding_dense_backward` (aten/src/ATen/native/cuda/EmbeddingBackwardKernel.cu) writes a V×h gradient
+    in the weight's dtype and sums per-token partials in an fp32 buffer of tokens × h (not V × h). Untied,
+    that gradient becomes `.grad` itself (AccumulateGrad steals it): only the partials are extra. Tied, the
+    lm_head's gradient is already `.grad`, so the new V×h tensor is alive while it is added in place."""
+    a = s.arch
+    partials = 4.0 * s.tokens * a.hidden
+    if not a.tied:
+        return partials
+    return partials + float(_grad_bytes(s) if not s.autocast else 4) * a.embedding
+
+
+def gradient_hole_bytes(s: Setup, grads: float) -> float:
+    """Reserved memory the loss path's blocks leave unusable from the second step on (full fine-tuning
+    with checkpointing, unsharded).
+
+    With checkpointing nothing large is saved per layer, so in the first step the gradients are carved
+    out of the only large free blocks there are: the loss path's fp32 tokens × vocab blocks, freed just
+    before (log_softmax's output, the loss gradient, its input gradient). The optimizer's states, created
+    lazily at the first `step()`, fill what is left of those segments and pin them; `zero_grad` then frees
+    the gradients' region, which is too small for a tokens × vocab block: the next step's loss path gets
+    new segments and that region stays reserved, unused (the gradients are re-created best-fit in their
+    own freed segments). Without checkpointing the gradients reuse the per-layer activation blocks freed
+    beside them; LoRA's gradients are small-pool tensors; DeepSpeed and FSDP keep flat gradient buffers."""
+    if not s.grad_ckpt or s.adapter != "none" or s.deepspeed or s.fsdp not in (None, "no_shard"):
+        return 0.0
+    freed_loss_blocks = (logits_bytes_per_token(s, "backward") - s.compute_bytes * s.arch.vocab) * s.tokens
+    return max(0.0, min(grads, freed_loss_blocks))
+
+
 def _eager_mask_bytes(s: Setup) -> float:
     return 2.0 * s.micro_batch * s.seq_len * s.seq_len if s.attn == "eager" else 0.0
 
@@ -292,7 +328,7 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
             grads += gb * s.trainable  # DDP's gradient buckets, separate from .grad
     accumulating = s.grad_accum > 1
     emb_trainable = s.adapter == "none" and s.embedding_trainable
-    emb_bwd = 6.0 * a.embedding if emb_trainable else 0.0  # fp32 dense grad + cast (full size before any reduce)
+    emb_bwd = embedding_backward_bytes(s) if emb_trainable else 0.0
 
     saved = saved_activation_bytes_per_token(s) * t
     layer = (layer_activation_bytes_per_token(s) + 4.0 * s.compute_bytes * a.hidden) * t + _eager_mask_bytes(s)
@@ -329,12 +365,15 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
 
     peak_phase = max(PHASES, key=lambda p: sum(phases[p].values()))
     allocated = sum(phases[peak_phase].values())
+    persistent = weights + lora_bytes + master + states + WORKSPACE_BYTES
     comps = {k: phases[peak_phase].get(k, 0.0) / GIB for k in COMPONENTS}
-    comps["allocator_overhead"] = FRAGMENTATION * allocated / GIB
+    comps["allocator_overhead"] = FRAGMENTATION * max(0.0, allocated - persistent) / GIB
+    comps["allocator_holes"] = gradient_hole_bytes(s, grads) / GIB
     comps["cuda_context"] = context_gib
     total = sum(comps.values())
     maxima = {k: max(m.get(k, 0.0) for m in moments) / GIB for k in COMPONENTS}
     maxima["allocator_overhead"] = comps["allocator_overhead"]
+    maxima["allocator_holes"] = comps["allocator_holes"]
     maxima["cuda_context"] = context_gib
     offload_cpu = 0.0
     if s.offload_optimizer or s.fsdp_offload:

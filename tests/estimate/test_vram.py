@@ -9,6 +9,7 @@ from estimate_facts import LLAMA1B, LLAMA8B, QWEN05, TINY, plan
 from loft.compiler.estimate import estimate_plan
 from loft.compiler.estimate.setup import setup_from_plan
 from loft.compiler.estimate.vram import (
+    FRAGMENTATION,
     GIB,
     NF4_BYTES,
     layer_activation_bytes_per_token,
@@ -35,7 +36,10 @@ def test_weights_and_adamw_states_bf16_full() -> None:
     # bf16 weights: 2 bytes/param; torch AdamW keeps m and v in the parameter's dtype: 4 bytes/param
     assert v["components"]["weights"] == pytest.approx(2 * P_QWEN / GIB, abs=1e-3)
     assert v["component_max"]["optimizer"] == pytest.approx(4 * P_QWEN / GIB, abs=1e-3)
-    assert v["component_max"]["gradients"] == pytest.approx(2 * P_QWEN / GIB + 6 * 151936 * 896 / GIB, abs=1e-3)
+    # the tied embedding's dense gradient (bf16 V×h) is added to the lm_head's while both are alive, plus
+    # the kernel's fp32 per-token partials (tokens × h)
+    assert v["component_max"]["gradients"] == pytest.approx(
+        (2 * P_QWEN + 2 * 151936 * 896 + 4 * 2048 * 896) / GIB, abs=1e-3)
 
 
 def test_fp32_weights_with_mixed_precision_have_master_weights() -> None:
@@ -166,8 +170,8 @@ def test_offload_moves_states_to_cpu() -> None:
 def test_peak_is_the_max_over_phases_not_the_sum() -> None:
     v = comps(QWEN05, training__micro_batch_size=4)
     assert v["peak_phase"] in v["phase_peaks"]
-    assert max(v["phase_peaks"].values()) + v["components"]["allocator_overhead"] == pytest.approx(v["total_gib"],
-                                                                                                  abs=2e-3)
+    allocator = v["components"]["allocator_overhead"] + v["components"].get("allocator_holes", 0.0)
+    assert max(v["phase_peaks"].values()) + allocator == pytest.approx(v["total_gib"], abs=2e-3)
     assert sum(v["components"].values()) == pytest.approx(v["total_gib"], abs=5e-3)
     # gradients and the logits' gradient are never at their largest together
     assert sum(v["component_max"].values()) > v["total_gib"] + 0.5
@@ -176,7 +180,8 @@ def test_peak_is_the_max_over_phases_not_the_sum() -> None:
 def test_gradient_accumulation_keeps_gradients_during_backward() -> None:
     one = comps(QWEN05, training__micro_batch_size=4)
     acc = comps(QWEN05, training__micro_batch_size=4, derived__gradient_accumulation_steps=4)
-    assert acc["total_gib"] - one["total_gib"] == pytest.approx(2 * P_QWEN / GIB * 1.085, abs=0.01)
+    # gradients are freed by zero_grad every optimizer step: transient bytes, with the allocator's share
+    assert acc["total_gib"] - one["total_gib"] == pytest.approx(2 * P_QWEN / GIB * (1 + FRAGMENTATION), abs=0.01)
 
 
 def test_max_micro_batch_fits_and_one_more_does_not() -> None:
