@@ -1,7 +1,7 @@
 """The compiler, top to bottom: parse → detect → translate → validate → resolve → estimate → render → write.
 
 Each stage is a plain function of plain data; this module only strings them together so the flow reads
-in one screen. Heavy or optional stages (render, estimate, the Axolotl dialect) are imported where they
+in one screen, resolve's sub-stages (compiler/resolve/) included. Heavy or optional stages (render, estimate, the Axolotl dialect) are imported where they
 are used, so `loftc build` starts fast.
 """
 
@@ -75,26 +75,61 @@ def _axolotl_locator(doc: Document, sources: dict[str, list[str]]) -> Locate:
     return locate
 
 
+def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
+            out_dir: str | Path | None = None) -> Resolved:
+    """Stage 5: a valid config → the plan. One sub-stage per concern (compiler/resolve/<module>.py), each
+    recording its decisions; a sub-stage that needs an earlier one's result runs only when that one found
+    no errors."""
+    from .resolve import Context, batch, data, defaults, launch, model, source, sweep, template, versions
+
+    ctx = Context.create(doc, config, dialect, out_dir)
+    defaults.settle(ctx)
+    the_model, model_dir = model.resolve_model(ctx)
+    datasets = data.resolve_data(ctx)
+    ctx.check()
+    the_template = template.resolve_template(ctx, the_model, model_dir)
+    ctx.check()
+    derived = batch.resolve_derived(ctx, datasets)
+    the_plan: dict[str, Any] = {
+        "format": versions.PLAN_FORMAT,
+        "loft_version": versions.LOFT_VERSION,
+        "name": ctx.cfg["name"],
+        "source": source.resolve_source(ctx),
+        "config": ctx.cfg,
+        "model": the_model,
+        "data": {"datasets": datasets},
+        "template": the_template,
+        "derived": derived,
+        "launch": launch.resolve_launch(ctx),
+        "estimate": None,
+        "versions": versions.resolve_versions(ctx),
+        "sweep": sweep.resolve_sweep(ctx),
+        "warnings": [],
+    }
+    ctx.check()
+    return Resolved(plan=the_plan, attachments=dict(sorted(ctx.attachments.items())), warnings=ctx.warnings)
+
+
 def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | None = None,
          estimate: bool = True) -> Resolved:
     """load → resolve (→ estimate) → suspicious-combination warnings. Paths are relative to `out_dir`
     (the bundle), or to the config's directory when there is no bundle (check / estimate)."""
     from . import warnings as suspicious
-    from .resolve import resolve
 
     doc, config, name, warnings, locate = _load(path, dialect)
     try:
-        the_plan, attachments, resolve_warnings = resolve(doc, config, dialect=name, out_dir=out_dir)
+        resolved = resolve(doc, config, dialect=name, out_dir=out_dir)
     except ConfigError as e:
         raise ConfigError([locate(d) for d in e.diagnostics]) from None
+    the_plan = resolved.plan
     if estimate:
         from .estimate import estimate_plan
 
         the_plan["estimate"] = estimate_plan(the_plan)
-    found = [*resolve_warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)]
+    found = [*resolved.warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)]
     diags = _dedupe([*warnings, *(locate(d) for d in found)], main_file=doc.path)
     the_plan["warnings"] = [{"code": d.code, "key": d.key, "message": d.message} for d in diags]
-    return Resolved(plan=the_plan, attachments=attachments, warnings=diags)
+    return Resolved(plan=the_plan, attachments=resolved.attachments, warnings=diags)
 
 
 def compile(path: str | Path, out_dir: str | Path, dialect: str | None = None,

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bundle import verify
+    from ..verify import verify
 
     diags = verify(args.run_dir, args.config)
     errors = [d for d in diags if d.severity == "error"]

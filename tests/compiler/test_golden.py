@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 from loft.compiler import cli
-from loft.compiler.bundle import MANIFEST, read_files, verify
+from loft.compiler.bundle import MANIFEST, read_files
+from loft.compiler.verify import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

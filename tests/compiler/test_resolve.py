@@ -1,4 +1,4 @@
-"""resolve.py + pipeline.plan: defaults, model facts, data hashes, derived numbers, launch, relocatable paths."""
+"""resolve (compiler/resolve/) + pipeline.plan: defaults, model facts, data hashes, derived numbers, launch, relocatable paths."""
 
 from __future__ import annotations
 

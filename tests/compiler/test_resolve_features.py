@@ -1,4 +1,4 @@
-"""resolve.py for the dataset loading options and model overrides: recorded in the plan, checked when local."""
+"""resolve (compiler/resolve/) for the dataset loading options and model overrides: recorded in the plan, checked when local."""
 
 from __future__ import annotations
 

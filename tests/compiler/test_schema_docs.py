@@ -13,6 +13,7 @@ from loft.compiler.validate import load_schema, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+RESOLVE = tuple(sorted(p.relative_to(ROOT / "compiler").as_posix() for p in (ROOT / "compiler" / "resolve").glob("*.py")))
 
 # objects that are maps by design (free keys, typed values)
 MAPS = {"data.datasets[].roles", "sweep.params", "model.config_overrides"}
@@ -165,7 +166,7 @@ def test_examples_validate(example: str) -> None:
 
 
 def test_warning_codes_in_docs_exist_in_code() -> None:
-    src = "".join((ROOT / "compiler" / f).read_text() for f in ("warnings.py", "resolve.py", "estimate/__init__.py"))
+    src = "".join((ROOT / "compiler" / f).read_text() for f in ("warnings.py", *RESOLVE, "estimate/__init__.py"))
     table = DOC[DOC.index("## Errors and warnings"):DOC.index("## Every key")]
     for code in re.findall(r"`([a-z]+(?:-[a-z]+)+)`", table):
         assert f'"{code}"' in src, code
@@ -177,10 +178,10 @@ def test_every_warning_code_in_code_is_documented() -> None:
     table = DOC[DOC.index("## Errors and warnings"):DOC.index("## Every key")]
     documented = set(re.findall(r"`([a-z]+(?:-[a-z]+)+)`", table))
     found: set[str] = set()
-    for f in ("warnings.py", "resolve.py"):
+    for f in ("warnings.py", *RESOLVE):
         tree = ast.parse((ROOT / "compiler" / f).read_text())
         for node in ast.walk(tree):
-            # warn("code", ...) in resolve.py; ("code", keys, message, hint) tuples in warnings.py
+            # warn("code", ...) in resolve/; ("code", keys, message, hint) tuples in warnings.py
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "warn" and node.args:
                 first = node.args[0]
             elif f == "warnings.py" and isinstance(node, ast.Yield) and isinstance(node.value, ast.Tuple):

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 import pytest
-from loft.compiler.bundle import verify, write_bundle
+from loft.compiler.bundle import write_bundle
 from loft.compiler.commands import verify as verify_cmd
 from loft.compiler.render import render_bundle
+from loft.compiler.verify import verify
 
 from tests.compiler.plan_fixture import sample_plan
 

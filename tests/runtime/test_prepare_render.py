@@ -100,7 +100,7 @@ def test_stream_keeps_order_and_matches_batch_encode(tok):
 
 def test_int32_lists_equal_pyarrow_conversion():
     import pyarrow as pa
-    from loft.runtime.prepare.stage import _int32_lists
+    from loft.runtime.prepare.tokenize import int32_lists as _int32_lists
 
     lists = [[1, 2, 3], [], [7], list(range(100))]
     got = _int32_lists(lists, np.array([len(x) for x in lists]))

@@ -1,0 +1,94 @@
+"""Batch maths: world size, micro batch × accumulation × world = global batch, tokens per step, and —
+where the row count is known before tokenizing — training rows, total steps, warmup and eval/save steps."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .context import Context
+
+
+def resolve_derived(ctx: Context, data: list[dict[str, Any]]) -> dict[str, Any]:
+    cfg, t = ctx.cfg, ctx.cfg["training"]
+    target = cfg["target"]
+    cpu = str(target["gpu"]).lower() == "cpu"
+    world = 1 if cpu else target["nodes"] * target["num_gpus"]
+    micro = t["micro_batch_size"]
+    accum = t["gradient_accumulation_steps"]
+    glob = t["global_batch_size"]
+    keys = ("training", "global_batch_size")
+    if accum == "auto":
+        if glob is None:
+            accum = 1
+        elif isinstance(micro, int):
+            if glob % (micro * world):
+                ctx.error("batch", keys, f"global_batch_size {glob} is not a multiple of micro_batch_size × "
+                          f"world size = {micro} × {world}",
+                          expected=f"a multiple of {micro * world}")
+                accum = None
+            else:
+                accum = glob // (micro * world)
+    if isinstance(micro, int) and isinstance(accum, int):
+        product = micro * accum * world
+        if glob is not None and glob != product:
+            ctx.error("batch", keys, f"global_batch_size {glob} ≠ micro_batch_size × "
+                      f"gradient_accumulation_steps × world size = {micro} × {accum} × {world} = {product}",
+                      expected=f"{product}, or gradient_accumulation_steps: auto")
+        glob = product
+    max_len = cfg["sequence"]["max_length"]
+    tokens_per_step = glob * max_len if isinstance(glob, int) and isinstance(max_len, int) else None
+    rows = train_rows(data, cfg)
+    total_steps: int | None = t["max_steps"]
+    if total_steps is None and not cfg["sequence"]["packing"] and rows is not None and isinstance(glob, int):
+        total_steps = max(1, math.ceil(rows / glob * t["epochs"]))
+        steps_per_epoch = max(1, math.ceil(rows / glob))
+        # N evaluations / checkpoints per epoch become step counts once the epoch length is known
+        for per_epoch, every in (("evals_per_epoch", "eval_steps"), ("saves_per_epoch", "save_steps")):
+            if t[every] is None and t[per_epoch]:
+                t[every] = max(1, steps_per_epoch // t[per_epoch])
+    warmup = t["warmup_steps"]
+    if warmup is None and total_steps is not None:
+        warmup = math.ceil(total_steps * t["warmup_ratio"])
+    return {
+        "world_size": world,
+        "micro_batch_size": micro,
+        "gradient_accumulation_steps": accum,
+        "global_batch_size": glob,
+        "tokens_per_step": tokens_per_step,
+        "rows": rows,
+        "total_steps": total_steps,
+        "total_tokens": total_steps * tokens_per_step if total_steps and tokens_per_step else None,
+        "warmup_steps": warmup,
+    }
+
+
+def _take(n: int, amount: Any) -> int:
+    """Rows `subset` / `eval_split` select out of n: an int count or a float fraction (as prepare counts)."""
+    if amount is None or amount == 0:
+        return 0
+    k = round(n * float(amount)) if isinstance(amount, float) and amount < 1 else int(amount)
+    return max(0, min(n, k))
+
+
+def train_rows(data: list[dict[str, Any]], cfg: dict[str, Any]) -> int | None:
+    """Training rows before packing, as prepare will draw them when every row is valid: per dataset
+    subset → minus the eval split, then the blend (shares ∝ weight · n^(1/T) of the natural total,
+    × per-dataset epochs). None when a dataset's row count is unknown (hub data, parquet, ...)."""
+    sizes: list[int] = []
+    for entry, ds in zip(data, cfg["data"]["datasets"], strict=True):
+        n = entry.get("rows")
+        if n is None:
+            return None
+        if ds["subset"] is not None:
+            n = _take(n, ds["subset"])
+        ev = ds["eval_split"] if ds["eval_split"] is not None else cfg["data"]["eval_split"]
+        sizes.append(n - _take(n, ev))
+    temperature = float(cfg["data"]["temperature"])
+    scores = [float(ds["weight"]) * (n ** (1.0 / temperature) if n > 0 else 0.0)
+              for n, ds in zip(sizes, cfg["data"]["datasets"], strict=True)]
+    total, score_sum = sum(sizes), sum(scores)
+    if score_sum <= 0:
+        return 0
+    return sum(round(total * s / score_sum * float(ds["epochs"]))
+               for s, ds in zip(scores, cfg["data"]["datasets"], strict=True))
