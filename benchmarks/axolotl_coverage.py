@@ -120,13 +120,13 @@ def table(results: list[Result]) -> str:
 
 def keys_table() -> str:
     """Every top-level Axolotl key loft knows and what it does with it (docs/axolotl.md's last table)."""
-    from loft.compiler.dialects import axolotl_keys as K
+    from loft.compiler.dialects.axolotl import keys as K
 
     label = {"translated": "translated", "no-effect": "warning (no effect)", "unsupported": "error"}
     lines = [KEYS_START, "", "| key | loft | what loft does |", "|---|---|---|"]
     for key, kind, why in K.table():
         lines.append(f"| `{key}` | {label[kind]} | {why.replace('|', '/')} |")
-    lines += ["", "Generated from `compiler/dialects/axolotl_keys.py` by `benchmarks/axolotl_coverage.py`.",
+    lines += ["", "Generated from `compiler/dialects/axolotl/keys.json` by `benchmarks/axolotl_coverage.py`.",
               KEYS_END]
     return "\n".join(lines)
 

@@ -266,7 +266,7 @@ def _all_keys() -> dict[str, list[str]]:
 
 def _axolotl_hint(key: str) -> str:
     """A top-level Axolotl key in a loft config: say where loft keeps that setting."""
-    from .dialects.axolotl_keys import kind_of, why
+    from .dialects.axolotl.keys import kind_of, why
 
     if kind_of(key) != "translated":
         return ""

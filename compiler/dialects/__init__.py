@@ -1,7 +1,8 @@
 """Stage 2: decide which dialect a config is written in, and say why.
 
 loft configs carry a top-level `loft:` marker. Axolotl configs have no marker, so they are recognised by
-their own top-level keys (`base_model`, `datasets`, `micro_batch_size`, ...). A file that is neither is
+their own top-level keys (`base_model`, `datasets`, `micro_batch_size`, ...: the key table of
+`axolotl/keys.json`, less the section names loft also uses at the top level). A file that is neither is
 an error that tells the user how to mark it, because guessing wrong would give confusing errors later.
 """
 
@@ -12,16 +13,9 @@ from ..parse import Document
 
 DIALECTS = ("loft", "axolotl")
 
-# Top-level keys that only Axolotl configs use (loft nests its keys under model:/data:/training:).
-_AXOLOTL_MARKERS = (
-    "base_model", "base_model_config", "datasets", "micro_batch_size", "gradient_accumulation_steps",
-    "sequence_len", "adapter", "lora_r", "lora_alpha", "lora_target_modules", "lora_target_linear",
-    "num_epochs", "val_set_size", "sample_packing", "load_in_4bit", "load_in_8bit", "chat_template",
-    "dataset_prepared_path", "pad_to_sequence_len", "train_on_inputs", "learning_rate", "optimizer",
-    "lr_scheduler", "model_type", "tokenizer_type", "flash_attention", "wandb_project", "plugins",
-    "fsdp", "fsdp_config", "special_tokens", "pretraining_dataset", "rl",
-)
 _LOFT_ONLY = ("model", "data", "training", "sequence", "target", "export", "eval", "tracking")
+# Top-level names both dialects use the same way: they tell nothing about the dialect.
+_SHARED = ("output_dir", "deepspeed", "name", "template", "sweep")
 
 
 def detect(doc: Document, override: str | None = None) -> tuple[str, str]:
@@ -35,7 +29,9 @@ def detect(doc: Document, override: str | None = None) -> tuple[str, str]:
     if "loft" in keys:
         line, _ = doc.pos(["loft"])
         return "loft", f"the top-level `loft:` marker is present (line {line})"
-    found = [k for k in keys if k in _AXOLOTL_MARKERS]
+    from .axolotl.keys import kind_of
+
+    found = [k for k in keys if k not in _LOFT_ONLY and k not in _SHARED and kind_of(k) is not None]
     loft_like = [k for k in keys if k in _LOFT_ONLY]
     if found and len(found) >= len(loft_like):
         shown = ", ".join(f"`{k}`" for k in found[:4]) + (", ..." if len(found) > 4 else "")

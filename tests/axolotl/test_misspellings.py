@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loft.compiler.dialects import axolotl_keys as K
+from loft.compiler.dialects.axolotl import keys as K
 from loft.compiler.errors import ConfigError
 from loft.compiler.parse import parse
 
@@ -52,7 +52,7 @@ def test_axolotl_ignored_key_is_a_warning_that_says_so() -> None:
     assert [(w.key, w.code) for w in warns] == [("torch_dtype", "axolotl-ignored")]
 
 
-_KNOWN = set(K.all_keys()) | set(K.AXOLOTL_IGNORES)
+_KNOWN = set(K.all_keys()) | set(K.table_data()["ignored"])
 
 
 @settings(max_examples=60, deadline=None)
