@@ -7,7 +7,7 @@ listed under its `loft.` name and setuptools cannot glob a package-dir mapping.
 from setuptools import find_namespace_packages, setup
 
 FOLDERS = ("compiler", "runtime", "schemas", "chat_templates", "targets")
-DATA = ["*.json", "*.jinja", "*.j2", "*.md", "*.yaml", "*.txt", "py.typed"]
+DATA = ["*.json", "*.jinja", "*.j2", "*.md", "*.yaml", "*.txt", "py.typed", "*.html", "*.js", "*.css"]
 
 packages: list[str] = []
 package_dir: dict[str, str] = {}

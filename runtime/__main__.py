@@ -1,4 +1,5 @@
-"""`loft STAGE RUN_DIR [--trial N]` (also `python -m loft.runtime`): run one stage of a compiled bundle.
+"""`loft STAGE RUN_DIR [--trial N] [--json]` (also `python -m loft.runtime`): run one stage of a compiled bundle.
+Tools beside the stages: `loft dashboard`, `analyze`, `spikes`, `augment`, `debug-tokens` (each its own parser).
 
 Heavy libraries are imported by the stage that needs them, so `--help` and plan errors are instant.
 Broken bundles and unmet requirements print one clear line and exit 1 (no traceback); `--debug` shows it.
@@ -10,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 STAGES = ("prepare", "train", "eval", "merge", "export", "debug-tokens")
 HELP = {
@@ -21,18 +23,67 @@ HELP = {
     "export": "write the plan's export formats (safetensors, gguf) → <out>/export",
     "debug-tokens": "show how samples are tokenized and masked",
 }
+TOOLS = {  # commands with their own arguments: name -> (module, help)
+    "debug-tokens": ("inspect:main_debug_tokens", "show how samples are tokenized and masked"),
+    "dashboard": ("dashboard:main", "live dashboard of metrics.jsonl on 127.0.0.1 (--tui: in the terminal)"),
+    "analyze": ("analyze:main", "duplicates, languages, lengths and shape of the data, before preparing"),
+    "spikes": ("spikes:main", "loss spikes and the samples behind them; --blocklist for data.blocklist"),
+    "augment": ("augment:main", "system prompts, personas, reply splitting, LLM style transfer of jsonl data"),
+}
+REPORTS = {"train": "train_report.json", "eval": "eval/report.json", "export": "export/export_report.json"}
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="loft", description="Run one stage of a loft bundle (built by `loftc build`).")
+    ap.add_argument("--version", action="version", version=f"loft {_version()}")
     sub = ap.add_subparsers(dest="stage", metavar="STAGE")
     for name in STAGES:
+        if name in TOOLS:
+            continue
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
         p.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory (holds plan.lock)")
         p.add_argument("--trial", type=int, default=None, metavar="N",
                        help="run sweep trial N: apply its overrides, write to <output_dir>/trial-N")
+        p.add_argument("--json", action="store_true",
+                       help="print the stage's report as one JSON object on stdout (errors: {\"error\": {...}})")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
+    for name, (_, text) in TOOLS.items():
+        sub.add_parser(name, help=text, description=text, add_help=False)
     return ap
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("loft")
+    except Exception:  # a bundle's copy of the runtime, not installed
+        return "unknown (not installed)"
+
+
+def _tool(name: str) -> Callable[[list[str]], int]:
+    import importlib
+
+    module, func = TOOLS[name][0].split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), func)
+
+
+def _emit(args: argparse.Namespace, bundle: Any, result: object) -> None:
+    """--json: the stage's report on stdout (the returned dict, else its report file)."""
+    import json
+
+    if not isinstance(result, dict):
+        rel = REPORTS.get(args.stage)
+        path = bundle.out / rel if rel else None
+        result = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
+    print(json.dumps({"stage": args.stage, "ok": True, "report": result}, sort_keys=True, default=str))
+
+
+def _error(args: argparse.Namespace, code: str, message: str) -> None:
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"stage": args.stage, "ok": False, "error": {"code": code, "message": message}}))
 
 
 def _stage(name: str) -> Callable[..., int]:
@@ -59,10 +110,8 @@ def _stage(name: str) -> Callable[..., int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "debug-tokens":
-        from .inspect import main_debug_tokens
-
-        return int(main_debug_tokens(argv[1:]) or 0)
+    if argv and argv[0] in TOOLS:
+        return int(_tool(argv[0])(argv[1:]) or 0)
     ap = _parser()
     args = ap.parse_args(argv)
     if not args.stage:
@@ -75,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.trial is not None:
             bundle = with_trial(bundle, args.trial)
     except PlanError as e:
+        _error(args, "plan", str(e))
         print(f"loft: error: {e}", file=sys.stderr)
         return 1
     from .train.model import StageError
@@ -86,12 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .prepare.errors import PrepareError
 
             user_errors.append(PrepareError)
-        result = stage(bundle)
+        if args.json:  # stdout carries the one JSON object; what the stage prints goes to stderr
+            import contextlib
+
+            with contextlib.redirect_stdout(sys.stderr):
+                result = stage(bundle)
+        else:
+            result = stage(bundle)
+        if args.json and not (isinstance(result, int) and result != 0):
+            _emit(args, bundle, result)
         return result if isinstance(result, int) else 0  # stages may return a report dict: success
     except tuple(user_errors) as e:
         if args.debug or os.environ.get("LOFT_DEBUG"):
             raise
         what = f"the plan lacks {e}" if isinstance(e, KeyError) else str(e)
+        _error(args, type(e).__name__, what)
         print(f"loft {args.stage}: error: {what}  (--debug shows the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
-"""Local run records: ``metrics.jsonl`` (one object per logging step), ``batches.jsonl`` (the sample ids of
-each optimizer step), and the W&B wiring the plan asks for (``report_to``; never on unless configured).
+"""Local run records: ``metrics.jsonl`` (one object per logging step: loss, learning rate, grad norm, tokens,
+tokens/s, measured device memory and utilisation, a spike flag), ``batches.jsonl`` (the sample ids of each
+optimizer step), and the W&B wiring the plan asks for (``report_to``; never on unless configured).
 
 On resume both files are cut back to the checkpoint's step first, so a stopped-and-resumed run reads
 like one uninterrupted run.
@@ -11,10 +12,16 @@ import json
 import math
 import os
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
+
+from .gpustats import GpuSampler
+
+if TYPE_CHECKING:
+    from .spikes import SpikeWatcher
 
 METRICS = "metrics.jsonl"
 BATCHES = "batches.jsonl"
@@ -54,17 +61,26 @@ def _clean(value: Any) -> Any:
 
 
 class MetricsCallback(TrainerCallback):
-    """Appends one JSON object per Trainer log to ``metrics.jsonl`` (main process only)."""
+    """Appends one JSON object per Trainer log to ``metrics.jsonl`` (main process only).
 
-    def __init__(self, out: Path, resume_step: int | None = None) -> None:
+    Each training record also carries ``max_steps`` (for the dashboard's ETA), ``tokens_per_s`` (since the
+    previous record), the sampler's memory fields and, when the spike watcher flags the step, ``spike``."""
+
+    def __init__(self, out: Path, resume_step: int | None = None, sampler: GpuSampler | None = None,
+                 spikes: SpikeWatcher | None = None) -> None:
         self.path = out / METRICS
         self.offset = 0.0
         self.start = time.monotonic()
+        self.sampler = sampler
+        self.spikes = spikes
+        self.previous: tuple[float, int] | None = None
         if resume_step is None:
             self.path.unlink(missing_ok=True)
         else:
             kept = truncate_after(self.path, resume_step)
             self.offset = max((float(r.get("elapsed_s") or 0.0) for r in kept), default=0.0)
+            if self.spikes is not None:
+                self.spikes.replay(kept)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.start = time.monotonic()
@@ -78,7 +94,17 @@ class MetricsCallback(TrainerCallback):
             rec = {"step": state.global_step, "loss": _clean(logs.get("loss")),
                    "learning_rate": _clean(logs.get("learning_rate")), "grad_norm": _clean(logs.get("grad_norm")),
                    "tokens": int(logs.get("num_input_tokens_seen", state.num_input_tokens_seen or 0)),
-                   "epoch": _clean(logs.get("epoch", state.epoch)), "elapsed_s": elapsed}
+                   "epoch": _clean(logs.get("epoch", state.epoch)), "elapsed_s": elapsed,
+                   "max_steps": int(state.max_steps or 0)}
+            if self.previous is not None and elapsed > self.previous[0]:
+                rec["tokens_per_s"] = round((rec["tokens"] - self.previous[1]) / (elapsed - self.previous[0]), 1)
+            self.previous = (elapsed, rec["tokens"])
+            if self.sampler is not None:
+                rec.update(self.sampler.sample())
+            if self.spikes is not None:
+                spike = self.spikes.observe(rec)
+                if spike is not None:
+                    rec["spike"] = spike
         elif any(k.startswith("eval_") for k in logs):
             rec = {"step": state.global_step, "epoch": _clean(state.epoch), "elapsed_s": elapsed}
             rec.update({k: _clean(v) for k, v in logs.items() if k.startswith("eval_")})
@@ -97,6 +123,7 @@ class BatchRecorder(TrainerCallback):
     def __init__(self, out: Path, rank: int, resume_step: int | None = None) -> None:
         self.path = out / (BATCHES if rank == 0 else f"batches.rank{rank}.jsonl")
         self.pending: list[list[Any]] = []
+        self.recent: deque[dict[str, Any]] = deque(maxlen=256)  # for spike dumps (spikes.SpikeWatcher)
         if resume_step is None:
             self.path.unlink(missing_ok=True)
         else:
@@ -109,6 +136,7 @@ class BatchRecorder(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         rec = {"step": state.global_step, "sample_ids": self.pending}
         self.pending = []
+        self.recent.append(rec)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
 

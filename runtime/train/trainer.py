@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..dashboard import start_beside_training
 from . import autobatch, checkpoint
 from .collate import LoftCollator
+from .gpustats import GpuSampler, measured_vs_estimate
 from .losses import aux_losses_active, causal_lm_loss
 from .metrics import BatchRecorder, MetricsCallback, read_jsonl, report_to
 from .model import (
@@ -30,6 +32,7 @@ from .model import (
     load_base_model,
     load_tokenizer,
 )
+from .spikes import SampleDecoder, SpikeRule, SpikeWatcher
 from .stop import StopCallback, StopRequest, clear_sentinel
 
 if TYPE_CHECKING:
@@ -367,8 +370,12 @@ def _train(bundle: Bundle, callbacks: Sequence[Any]) -> int:
         from transformers import EarlyStoppingCallback
 
         cbs.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
+    sampler = GpuSampler()
     if _rank() == 0:
-        cbs.insert(0, MetricsCallback(out, resume_step))
+        watcher = SpikeWatcher(out, SpikeRule.from_plan(cfg.get("tracking")), batches,
+                               SampleDecoder(train_ds, tokenizer))
+        cbs.insert(0, MetricsCallback(out, resume_step, sampler, watcher))
+        start_beside_training(bundle, _say)
 
     trainer_cls = make_trainer_class()
     trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -405,6 +412,8 @@ def _train(bundle: Bundle, callbacks: Sequence[Any]) -> int:
         "early_stopped": bool(patience) and finished and state.global_step < state.max_steps,
         "best_eval_loss": state.best_metric if patience else None,
     }
+    report["measured"] = measured_vs_estimate(sampler.peaks(), report["tokens"], report["train_runtime_s"],
+                                              bundle.plan.get("estimate") or {})
     if not finished:
         report["final_dir"] = None
         _write_report(out, report)
