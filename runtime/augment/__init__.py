@@ -95,7 +95,7 @@ def augment_rows(rows: list[dict[str, Any]], file: str, cfg: dict[str, Any], cli
     if style:  # one batch of requests for the whole file: the pool stays busy
         params = {"temperature": float(style.get("temperature", 0.0)), "max_tokens": int(style.get("max_tokens", 1024)),
                   "seed": seed}
-        where = [(i, j) for i, c in enumerate(convs) for j in ops.style_targets(c, style, ops.row_rng(seed, file, i, "style"))]
+        where = [(i, j) for i, c in enumerate(convs) for j in ops.style_targets(c, style, ops.row_rng(seed, rows[i], "style"))]
         bodies = [client.body(style["instruction"], convs[i][j]["content"], params) for i, j in where]
         for (i, j), text in zip(where, client.complete_all(bodies), strict=True):
             if text is not None:
@@ -105,9 +105,9 @@ def augment_rows(rows: list[dict[str, Any]], file: str, cfg: dict[str, Any], cli
     for i, (row, msgs) in enumerate(zip(rows, convs, strict=True)):
         msgs, n = ops.split_long_replies(msgs, cfg.get("split_long_replies") or {})
         counts["split_replies"] += n
-        msgs, done = ops.system_pool(msgs, cfg.get("system_prompts") or {}, ops.row_rng(seed, file, i, "system"))
+        msgs, done = ops.system_pool(msgs, cfg.get("system_prompts") or {}, ops.row_rng(seed, row, "system"))
         counts["system_prompts"] += done
-        msgs, done = ops.persona(msgs, cfg.get("personas") or {}, ops.row_rng(seed, file, i, "persona"))
+        msgs, done = ops.persona(msgs, cfg.get("personas") or {}, ops.row_rng(seed, row, "persona"))
         counts["personas"] += done
         out.append({**row, key: msgs})
     return out

@@ -103,7 +103,7 @@ class Client:
             self._count("cache_hits")
             return hit
         call = retry(retry=retry_if_exception_type(Retryable), stop=stop_after_attempt(max(1, self.retries)),
-                     wait=wait_exponential_jitter(initial=self.backoff_s, max=30 * self.backoff_s), reraise=True)(self._post)
+                     wait=wait_exponential_jitter(multiplier=self.backoff_s, max=30 * self.backoff_s, jitter=self.backoff_s), reraise=True)(self._post)
         self._count("requests")
         content = call(body)
         self._store(key, body, content)

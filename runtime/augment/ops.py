@@ -1,17 +1,20 @@
-"""Pure transforms of one conversation (OpenAI `messages` rows). Each takes the row's own seeded RNG, so the
-output depends only on the input, the config and the seed, never on order or timing."""
+"""Pure transforms of one conversation (OpenAI `messages` rows). Each takes the row's own RNG, seeded by the
+seed and the row's content: the output depends only on the row, the config and the seed, never on the file
+it sits in, its position, or timing."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from typing import Any
 
 Messages = list[dict[str, Any]]
 
 
-def row_rng(seed: int, file: str, index: int, op: str) -> random.Random:
-    digest = hashlib.sha256(f"{seed}\0{file}\0{index}\0{op}".encode()).digest()
+def row_rng(seed: int, row: dict[str, Any], op: str) -> random.Random:
+    text = json.dumps(row, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{seed}\0{op}\0{text}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
