@@ -102,7 +102,7 @@ def augment_rows(rows: list[dict[str, Any]], file: str, cfg: dict[str, Any], cli
                 convs[i][j]["content"] = text
                 counts["rewritten"] += 1
     out = []
-    for i, (row, msgs) in enumerate(zip(rows, convs, strict=True)):
+    for row, msgs in zip(rows, convs, strict=True):
         msgs, n = ops.split_long_replies(msgs, cfg.get("split_long_replies") or {})
         counts["split_replies"] += n
         msgs, done = ops.system_pool(msgs, cfg.get("system_prompts") or {}, ops.row_rng(seed, row, "system"))
