@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml setup.py constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt -e '.[runtime,deepspeed,dev]'
+	$(PY) -m pip install -q torch==2.13.0 -c constraints.txt -e '.[runtime,deepspeed,observe,dev]'
 	touch $@
 
 install: $(STAMP)

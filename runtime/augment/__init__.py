@@ -71,7 +71,17 @@ def load_config(path: Path) -> dict[str, Any]:
     if errors:
         first = errors[0]
         where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise AugmentError(f"{path}: {where}: {first.message}")
+        hint = ""
+        if first.validator == "additionalProperties" and isinstance(first.instance, dict):
+            import difflib
+
+            known = list((first.schema.get("properties") or {}).keys())
+            for key in first.instance:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                if key not in known and close:
+                    hint = f" (did you mean {close[0]!r}?)"
+                    break
+        raise AugmentError(f"{path}: {where}: {first.message}{hint}")
     return dict(data)
 
 

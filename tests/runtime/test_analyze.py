@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from loft.runtime.analyze import checks
 from loft.runtime.analyze import run as analyze
 from loft.runtime.plan import load
 
 from tests.runtime.bundle_factory import chat_rows, make_bundle, tiny_tokenizer, write_jsonl
+
+pytest.importorskip("datasketch", reason="loft analyze needs the observe extra (pip install 'loft[observe]')")
+pytest.importorskip("py3langid", reason="loft analyze needs the observe extra (pip install 'loft[observe]')")
 
 FR = "Le chat est assis sur le tapis et regarde les oiseaux qui chantent dans le jardin tous les matins."
 DE = "Der Hund schläft im Garten, weil die Sonne heute sehr warm scheint und alle Vögel singen."
