@@ -377,7 +377,10 @@ def vram(s: Setup, context_gib: float) -> dict[str, Any]:
     maxima["cuda_context"] = context_gib
     offload_cpu = 0.0
     if s.offload_optimizer or s.fsdp_offload:
-        offload_cpu += (optimizer_state_bytes(s) + 4.0 * s.trainable + gb * s.trainable) / sh.optim
+        # fp32 states + fp32 master + the gradient partition: DeepSpeed's CPU optimizer reads fp32 gradients
+        # (its pinned fp32 partition's .grad); FSDP offloads them in the parameter's dtype
+        cpu_grad = 4.0 if s.deepspeed else float(gb)
+        offload_cpu += (optimizer_state_bytes(s) + 4.0 * s.trainable + cpu_grad * s.trainable) / sh.optim
     if s.offload_params or s.fsdp_offload:
         offload_cpu += 2.0 * s.params / sh.params
     return {
