@@ -186,6 +186,7 @@ def _estimate(plan: Mapping[str, Any], gpu: str | None, num_gpus: int | None, pr
             "mfu": _r(t["mfu"]),
             "gpu": ref,
             "num_gpus": setup.world,
+            "step": _step(t.get("step")),
             "basis": t["basis"],
         },
         "cost": {
@@ -196,6 +197,14 @@ def _estimate(plan: Mapping[str, Any], gpu: str | None, num_gpus: int | None, pr
         },
         "warnings": warnings,
     }
+
+
+def _step(step: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The roofline of one micro-step (seconds to 4 significant digits), what the run's measured step is
+    compared with (train_report.json)."""
+    if not step:
+        return None
+    return {k: (_sig(v) if isinstance(v, float) else v) for k, v in sorted(step.items())}
 
 
 def _recommend(s: Setup, fit_map: dict[str, bool], best: dict[str, Any] | None) -> dict[str, Any] | None:

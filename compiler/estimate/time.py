@@ -1,4 +1,11 @@
-"""Training time: model FLOPs per token × tokens ÷ (peak bf16 FLOP/s × utilisation × GPUs).
+"""Training time: a roofline of one optimizer step, per GPU, then tokens ÷ tokens/s.
+
+A step takes the longest of two things that run side by side:
+- the GPU's work: matmul FLOPs at the card's peak × its catalog utilisation, plus the memory-bound work at
+  its HBM bandwidth (the optimizer step, the weights read per pass, the loss over the vocabulary, LoRA's
+  adapter traffic, QLoRA's dequantisation, autocast's weight casts);
+- the host's work: eager PyTorch issues every kernel from Python; a small step cannot hide that cost
+  behind the GPU's (kernels per layer by mode × KERNEL_LAUNCH_S).
 
 FLOPs per token (forward = 2 FLOPs per multiply-add):
 - matmuls: N = every linear a token passes through (MoE: its routed experts only) + the lm_head (V × h);
@@ -16,22 +23,27 @@ from typing import Any
 
 from .setup import Setup
 
-# Small models cannot keep a GPU's tensor cores busy: per-kernel overheads and memory-bound ops (norms,
-# rotary, softmax, the loss) weigh more. Utilisation is scaled by (hidden / 2048) ** SIZE_EXPONENT below
-# hidden 2048: Llama-3.2-1B (hidden 2048) already reaches 36-38% on an H100 in the calibration file, about
-# what 7-8B models reach in published Trainer runs; Qwen2.5-0.5B (hidden 896) reaches 21-24%.
-SIZE_REFERENCE_HIDDEN = 2048
-SIZE_EXPONENT = 0.75
-# LoRA steps run many small adapter matmuls and dropout kernels beside the frozen ones: the calibration
-# runs reach about 0.5× the utilisation (in these FLOPs) of full fine-tuning of the same model.
-LORA_EFFICIENCY = 0.5
-# QLoRA dequantises every 4-bit weight before each matmul (memory-bound): published QLoRA throughput is
-# roughly 0.6-0.7× LoRA on the same GPU.
-QLORA_EFFICIENCY = 0.65
-# fp32 weights under autocast re-cast every weight to bf16 in each forward (and each recomputation): the
-# calibration's fp32-master runs reach ~0.88× the bf16 runs' utilisation.
-AUTOCAST_EFFICIENCY = 0.88
-# Optimizer and parameter offload move states over PCIe every step.
+# Host time per kernel: Python, transformers' module calls, the dispatcher and the launch itself, for one
+# kernel of an eager step. One constant, measured from the calibration host's small steps (H100 box,
+# ../shared/calibration: 2,048-token steps of 0.5-1B models are host-bound), valid for a comparable CPU.
+KERNEL_LAUNCH_S = 38e-6
+# Kernels one decoder layer issues (transformers' eager Llama-style layer): forward = 2 RMSNorms of ~8
+# elementwise kernels, 4 attention projections, rotary on q and k (~6 each), the attention kernel, 2
+# residual adds, gate/up/SiLU/product/down; the backward about twice the forward. Per LoRA adapter:
+# dropout, A, B, scale and add forward (+2 casts of the fp32 adapter), ~10 more backward; a frozen base
+# linear skips its weight-gradient matmul. Autocast over fp32 weights casts each linear's weight.
+KERNELS_FWD = 41
+KERNELS_BWD = 80
+KERNELS_LORA_FWD = 7
+KERNELS_LORA_BWD = 10
+KERNELS_STEP = 30  # loss, optimizer (multi-tensor fused), zero_grad, bookkeeping
+# Bytes the loss moves per token per vocabulary entry (unfused): bf16 logits read, fp32 upcast written and
+# read, log_softmax's output written; backward: the fp32 loss gradient, log_softmax's backward (2 reads, 1
+# write), the cast back to bf16 and the lm_head's two gradient matmuls reading it.
+LOSS_BYTES_PER_VOCAB = 40
+# QLoRA: each use of a 4-bit weight dequantises it (read 0.52 B, write 2 B) and the matmul reads the copy.
+QLORA_BYTES_PER_USE = 4.5
+# Optimizer and parameter offload move states over PCIe every step (not measured yet: a flat factor).
 OFFLOAD_EFFICIENCY = {"optimizer": 0.7, "params": 0.5}
 # Data-parallel scaling: gradients are all-reduced each step (NVLink inside a node, network across nodes).
 SCALING = {"node": 0.95, "multi_node": 0.85}
@@ -65,14 +77,9 @@ def flops_per_token(s: Setup) -> dict[str, float]:
 
 
 def utilisation(s: Setup, gpu: Mapping[str, Any]) -> float:
+    """Fraction of peak the matmuls reach: the catalog's per-card figure, less offload and data-parallel
+    communication."""
     mfu = float(gpu.get("mfu") or 0.35)
-    mfu *= min(1.0, s.arch.hidden / SIZE_REFERENCE_HIDDEN) ** SIZE_EXPONENT
-    if s.adapter == "lora":
-        mfu *= LORA_EFFICIENCY
-    elif s.adapter == "qlora":
-        mfu *= LORA_EFFICIENCY * QLORA_EFFICIENCY
-    if s.autocast:
-        mfu *= AUTOCAST_EFFICIENCY
     if s.offload_optimizer or s.fsdp_offload:
         mfu *= OFFLOAD_EFFICIENCY["optimizer"]
     if s.offload_params or s.fsdp_offload:
@@ -80,6 +87,57 @@ def utilisation(s: Setup, gpu: Mapping[str, Any]) -> float:
     if s.world > 1:
         mfu *= SCALING["multi_node" if s.nodes > 1 else "node"]
     return mfu
+
+
+def kernels_per_step(s: Setup) -> int:
+    """Kernel launches of one micro-step (host-side floor of a small step)."""
+    from .params import lora_linears
+
+    adapters = len(lora_linears(s.arch, s.lora_targets)) if s.adapter != "none" else 0
+    fwd = KERNELS_FWD + KERNELS_LORA_FWD * adapters + (7 if s.autocast else 0)
+    bwd = KERNELS_BWD + KERNELS_LORA_BWD * adapters - (7 if adapters else 0) + (7 if s.autocast else 0)
+    return s.arch.layers * (fwd * (2 if s.grad_ckpt else 1) + bwd) + KERNELS_STEP
+
+
+def memory_bytes_per_step(s: Setup) -> float:
+    """HBM traffic of one step beyond what the catalog's matmul utilisation covers, per GPU."""
+    from .params import lora_linears
+    from .vram import shards
+
+    a, t, sh = s.arch, s.tokens, shards(s)
+    passes = 3 if s.grad_ckpt else 2  # forward, backward (+ the recomputation)
+    linear = a.layers * sum(lin.params for lin in a.linears)
+    if s.adapter == "qlora":
+        weights = QLORA_BYTES_PER_USE * linear * passes + 2.0 * a.embedding * 2
+    else:
+        weights = (4.0 + 2.0 if s.autocast else 2.0) * s.params * passes  # every rank reads whole layers; autocast: fp32 read, bf16 written
+    n = s.trainable / sh.optim
+    state = 4 if (s.adapter != "none" or s.deepspeed) else s.weight_bytes
+    grad = 4 if s.adapter != "none" else (4 if s.autocast else s.weight_bytes)
+    param = 4 if (s.adapter != "none" or s.autocast) else s.weight_bytes
+    optimizer = n * (2 * param + grad + 4 * state) if not (s.offload_optimizer or s.fsdp_offload) else 0.0
+    loss = 0.0 if (s.liger or s.cce) else float(LOSS_BYTES_PER_VOCAB) * t * a.vocab
+    adapters = 0.0
+    if s.adapter != "none":  # dropout, A's input, B's output, scale and add; about twice that backward
+        lins = lora_linears(a, s.lora_targets)
+        adapters = 3.0 * a.layers * t * sum(7 * lin.d_in + 10 * lin.d_out for lin in lins)
+    return weights + optimizer + loss + adapters
+
+
+def step_roofline(s: Setup, gpu: Mapping[str, Any]) -> dict[str, Any]:
+    """Seconds of one micro-step by each limit, and which one binds."""
+    flops = flops_per_token(s)["total"] * s.tokens
+    compute = flops / (float(gpu["bf16_tflops"]) * 1e12 * utilisation(s, gpu))
+    bandwidth = gpu.get("memory_tbps")
+    traffic = memory_bytes_per_step(s)
+    memory = traffic / (float(bandwidth) * 1e12) if bandwidth else 0.0
+    kernels = kernels_per_step(s)
+    launch = kernels * KERNEL_LAUNCH_S
+    step = max(compute + memory, launch)
+    bound = "host (kernel launches)" if launch >= compute + memory else (
+        "memory" if memory > compute else "compute")
+    return {"step_s": step, "compute_s": compute, "memory_s": memory, "launch_s": launch, "kernels": kernels,
+            "bytes": traffic, "flops": flops, "bound": bound}
 
 
 def total_tokens(s: Setup, plan: Mapping[str, Any]) -> tuple[int | None, str]:
@@ -110,11 +168,18 @@ def estimate_time(s: Setup, gpu: Mapping[str, Any] | None, plan: Mapping[str, An
     tokens, basis = total_tokens(s, plan)
     if gpu is None:
         return {"hours": None, "tokens": tokens, "flops": f["total"] * tokens if tokens else None,
-                "flops_per_token": f["total"], "tokens_per_s": None, "mfu": None,
+                "flops_per_token": f["total"], "tokens_per_s": None, "mfu": None, "step": None,
                 "basis": f"{basis}; no GPU spec for target.gpu, so no throughput"}
-    mfu = utilisation(s, gpu)
-    tokens_per_s = float(gpu["bf16_tflops"]) * 1e12 * mfu * s.world / f["total"]
+    r = step_roofline(s, gpu)
+    tokens_per_s = s.tokens * s.world / r["step_s"]
     hours = tokens / tokens_per_s / 3600.0 if tokens else None
+    mfu = f["total"] * tokens_per_s / (float(gpu["bf16_tflops"]) * 1e12 * s.world)
+    bw = gpu.get("memory_tbps")
+    roof = (f"step of {s.tokens:,} tokens per GPU: {r['step_s'] * 1e3:.1f} ms, bound by {r['bound']} — compute "
+            f"{r['compute_s'] * 1e3:.1f} ms ({r['flops'] / 1e12:.2f} TFLOP at {gpu['bf16_tflops']:g} TFLOP/s × "
+            f"{utilisation(s, gpu):.2f}), memory {r['memory_s'] * 1e3:.1f} ms ({r['bytes'] / 1e9:.1f} GB at "
+            + (f"{float(bw):g} TB/s" if bw else "unknown bandwidth") + f"), host {r['launch_s'] * 1e3:.1f} ms "
+            f"({r['kernels']:,} kernels × {KERNEL_LAUNCH_S * 1e6:.0f} µs)")
     return {
         "hours": hours,
         "tokens": tokens,
@@ -122,5 +187,7 @@ def estimate_time(s: Setup, gpu: Mapping[str, Any] | None, plan: Mapping[str, An
         "flops_per_token": f["total"],
         "tokens_per_s": tokens_per_s,
         "mfu": mfu,
-        "basis": f"{basis}; {gpu['bf16_tflops']:g} TFLOP/s bf16 peak × {mfu:.3f} utilisation × {s.world} GPU(s)",
+        "step": {"seconds": r["step_s"], "compute_s": r["compute_s"], "memory_s": r["memory_s"],
+                 "launch_s": r["launch_s"], "kernels": r["kernels"], "bound": r["bound"]},
+        "basis": f"{basis}; {roof} × {s.world} GPU(s)",
     }
