@@ -19,7 +19,8 @@ HELP = {
     "train": "train (resumes from the newest complete checkpoint); SIGUSR1 / touch RUN_DIR/STOP / Ctrl-C "
              "save and quit",
     "eval": "eval loss, perplexity and sample generations → <out>/eval/report.{json,md}",
-    "merge": "merge the LoRA adapter into the base weights → <out>/merged",
+    "merge": "merge the LoRA adapter into the base weights → <out>/merged; or, with --base/--adapters, "
+             "combine adapters by PEFT's weighted merging (linear, ties, dare_*, cat, svd) → -o OUT",
     "export": "write the plan's export formats (safetensors, gguf) → <out>/export",
     "debug-tokens": "show how samples are tokenized and masked",
 }
@@ -31,6 +32,16 @@ TOOLS = {  # commands with their own arguments: name -> (module, help)
     "augment": ("augment:main", "system prompts, personas, reply splitting, LLM style transfer of jsonl data"),
 }
 REPORTS = {"train": "train_report.json", "eval": "eval/report.json", "export": "export/export_report.json"}
+# stage-specific options: (flags, argparse kwargs with a dest); each reaches the stage's run() by that name
+STAGE_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict[str, Any]]]] = {
+    "eval": [(("--checkpoints",), {"dest": "checkpoints", "metavar": "all|N,M,...", "default": None,
+                                   "help": "also evaluate saved checkpoints (all, or their steps): a table and a "
+                                           "PNG of eval loss by step, the best named (default: eval.checkpoints)"})],
+}
+
+
+def _stage_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {kw["dest"]: getattr(args, kw["dest"]) for _, kw in STAGE_OPTIONS.get(args.stage, ())}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,12 +52,22 @@ def _parser() -> argparse.ArgumentParser:
         if name in TOOLS:
             continue
         p = sub.add_parser(name, help=HELP[name], description=HELP[name])
-        p.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory (holds plan.lock)")
+        if name == "merge":  # optional: `loft merge --base M --adapters ...` needs no bundle
+            p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="the bundle directory (holds plan.lock)")
+        else:
+            p.add_argument("run_dir", metavar="RUN_DIR", help="the bundle directory (holds plan.lock)")
         p.add_argument("--trial", type=int, default=None, metavar="N",
                        help="run sweep trial N: apply its overrides, write to <output_dir>/trial-N")
         p.add_argument("--json", action="store_true",
                        help="print the stage's report as one JSON object on stdout (errors: {\"error\": {...}})")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
+        for flags, kwargs in STAGE_OPTIONS.get(name, ()):
+            p.add_argument(*flags, **kwargs)
+        if name == "merge":
+            from .merge import MERGE_OPTIONS
+
+            for flags, kwargs in MERGE_OPTIONS:
+                p.add_argument(*flags, **kwargs)
     for name, (_, text) in TOOLS.items():
         sub.add_parser(name, help=text, description=text, add_help=False)
     return ap
@@ -119,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .plan import PlanError, load, with_trial
 
+    if args.stage == "merge" and (args.adapters or args.run_dir is None):
+        return _merge_standalone(args)
     try:
         bundle = load(args.run_dir)
         if args.trial is not None:
@@ -140,9 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             import contextlib
 
             with contextlib.redirect_stdout(sys.stderr):
-                result = stage(bundle)
+                result = stage(bundle, **_stage_kwargs(args))
         else:
-            result = stage(bundle)
+            result = stage(bundle, **_stage_kwargs(args))
         if args.json and not (isinstance(result, int) and result != 0):
             _emit(args, bundle, result)
         return result if isinstance(result, int) else 0  # stages may return a report dict: success
@@ -156,6 +179,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"loft {args.stage}: aborted", file=sys.stderr)
         return 130
+
+
+def _merge_standalone(args: argparse.Namespace) -> int:
+    """``loft merge --base M --adapters ... -o OUT``: no bundle, the same error handling as a stage."""
+    if not args.adapters or not args.base:
+        print("loft merge: error: give RUN_DIR (merge a run's adapter), or --base M --adapters A [B ...] -o OUT",
+              file=sys.stderr)
+        return 2
+    from .merge import main_standalone
+    from .train.model import StageError
+
+    try:
+        return main_standalone(args)
+    except (StageError, FileNotFoundError) as e:
+        if args.debug or os.environ.get("LOFT_DEBUG"):
+            raise
+        _error(args, type(e).__name__, str(e))
+        print(f"loft merge: error: {e}  (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,22 +1,35 @@
-"""The eval stage: loss and perplexity on ``prepared/eval``, and generations for the plan's prompts and a
-few held-out samples. vLLM generates when the plan allows it (``eval.backend``), it is installed and a GPU
-is visible; otherwise transformers' ``generate`` (greedy). Writes ``<out>/eval/report.json`` and ``.md``.
+"""The eval stage: the fine-tuned model next to its base, on the same data and the same decoding.
+
+* loss and perplexity (token-weighted CE) on ``prepared/eval``, for the fine-tuned model and its base;
+* generations, side by side, for ``eval.prompts`` (rendered with the bundle's template and the date prepare
+  froze, exactly as training rendered its samples) and a few held-out eval samples (the tokens before their
+  first trained label): greedy, seeded, through vLLM (here, or in its own environment) or transformers;
+* lm-eval-harness scores (``eval.lm_eval``), base vs fine-tuned;
+* with ``--checkpoints all|N,M`` (or ``eval.checkpoints``), the same loss and scores for every saved
+  checkpoint, a table and a PNG by step, and the best checkpoint named (``eval_checkpoints.py``).
+
+Writes ``<out>/eval/report.json`` (raw) and ``report.md`` (``eval_report.py``).
 """
 
 from __future__ import annotations
 
-import json
+import gc
 import math
 import sys
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .train.model import StageError, load_tokenizer
+from . import harness
+from .atomic import staged_dir
+from .generate import Decoding, detect_backend, generate_transformers, run_vllm, vllm_request
+from .prepare.template import template_variables
+from .train.model import StageError, chat_template, load_tokenizer
 
 if TYPE_CHECKING:
     from .plan import Bundle
 
 N_SAMPLES = 3
+VARIANTS = ("fine_tuned", "base")
 
 
 def _say(msg: str) -> None:
@@ -47,7 +60,8 @@ def eval_loss(model: Any, rows: Any, packing: bool, pad_id: int, batch_size: int
             total += float(losses)
             count += int((shift != -100).sum())
     loss = total / count if count else float("nan")
-    return {"eval_loss": loss, "perplexity": math.exp(loss) if count and loss < 50 else None, "tokens": count}
+    return {"eval_loss": loss if count else None, "perplexity": math.exp(loss) if count and loss < 50 else None,
+            "tokens": count}
 
 
 def sample_prompts(rows: Any, n: int) -> list[dict[str, Any]]:
@@ -66,79 +80,86 @@ def sample_prompts(rows: Any, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _backend(cfg: dict[str, Any]) -> str:
-    want = (cfg.get("eval") or {}).get("backend", "auto")
-    if want == "transformers":
-        return "transformers"
-    try:
-        import torch
-        import vllm  # noqa: F401
-
-        ok = torch.cuda.is_available()
-    except ImportError:
-        ok = False
-    if want == "vllm" and not ok:
-        raise StageError("eval.backend: vllm needs the vllm package and a CUDA GPU; neither is usable here "
-                         "(use eval.backend: auto or transformers)")
-    return "vllm" if ok else "transformers"
+def render_prompt(tok: Any, template: str | None, variables: dict[str, Any], text: str) -> list[int]:
+    """A user prompt as training renders a chat: the bundle's template, its frozen date, the generation
+    prompt, tokenized the way prepare tokenizes (apply_chat_template, no extra special tokens)."""
+    ids = tok.apply_chat_template([{"role": "user", "content": text}], chat_template=template,
+                                  add_generation_prompt=True, tokenize=True, return_dict=False, **variables)
+    return [int(i) for i in ids]
 
 
-def generate_transformers(model: Any, tok: Any, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+def prompt_items(bundle: Bundle, tok: Any, rows: Any) -> list[dict[str, Any]]:
+    template = chat_template(bundle) or tok.chat_template
+    variables = template_variables(bundle.plan.get("template"))
+    items: list[dict[str, Any]] = []
+    for text in (bundle.config.get("eval") or {}).get("prompts") or []:
+        items.append({"source": "eval.prompts", "prompt_ids": render_prompt(tok, template, variables, text),
+                      "reference": None})
+    for s in sample_prompts(rows, N_SAMPLES) if rows is not None else []:
+        items.append({"source": f"eval sample {s['sample_ids']}", "prompt_ids": s["prompt_ids"],
+                      "reference": tok.decode(s["reference_ids"], skip_special_tokens=True)})
+    return items
+
+
+def _device(model: Any) -> Any:
     import torch
 
-    device = next(model.parameters()).device
-    texts = []
-    for ids in prompts:
-        inp = torch.tensor([ids], dtype=torch.long, device=device)
-        with torch.no_grad():
-            gen = model.generate(input_ids=inp, attention_mask=torch.ones_like(inp), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        texts.append(tok.decode(gen[0, len(ids):], skip_special_tokens=True))
-    return texts
+    return model.to("cuda") if torch.cuda.is_available() else model
 
 
-def generate_vllm(bundle: Bundle, tok: Any, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
-    from vllm import LLM, SamplingParams
+def _free() -> None:
+    gc.collect()
+    import torch
 
-    from .train.model import is_adapter_dir, model_source
-
-    final = bundle.out / "final"
-    lora = is_adapter_dir(final)
-    src = model_source(bundle)[0] if lora else str(final)
-    extra: dict[str, Any] = {}
-    if lora:  # vLLM's LoRA slots are sized by max_lora_rank (default 16)
-        r = int((bundle.config.get("adapter") or {}).get("r", 16))
-        extra["max_lora_rank"] = next((x for x in (8, 16, 32, 64, 128, 256, 320, 512) if x >= r), r)
-    llm = LLM(model=src, tokenizer=str(final), enable_lora=lora,
-              dtype={"bf16": "bfloat16", "fp16": "float16"}.get(bundle.config["model"]["dtype"], "float32"), **extra)
-    kwargs: dict[str, Any] = {}
-    if lora:
-        from vllm.lora.request import LoRARequest
-
-        kwargs["lora_request"] = LoRARequest("loft", 1, str(final))
-    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-    outs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, **kwargs)
-    return [o.outputs[0].text for o in outs]
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
-def write_report(dest: Path, report: dict[str, Any]) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
-    lines = [f"# Eval: {report['name']}", "",
-             f"- eval loss: {report['eval_loss'] if report['eval_loss'] is not None else 'n/a (no eval split)'}",
-             f"- perplexity: {report['perplexity'] if report['perplexity'] is not None else 'n/a'}",
-             f"- eval tokens: {report['tokens']}", f"- generation backend: {report['backend']}", "",
-             "## Generations", ""]
-    for g in report["generations"]:
-        lines += [f"### {g['source']}", "", "Prompt:", "", "```", g["prompt"], "```", "", "Output:", "", "```",
-                  g["output"], "```", ""]
-        if g.get("reference") is not None:
-            lines += ["Reference:", "", "```", g["reference"], "```", ""]
-    (dest / "report.md").write_text("\n".join(lines), encoding="utf-8")
+def variants(bundle: Bundle, tok: Any, compare_base: bool) -> Iterator[tuple[str, Any]]:
+    """("fine_tuned", model), then ("base", model): for an adapter the same PeftModel with the adapter
+    disabled (one copy of the weights); for a full fine-tune the base loaded after the tuned one is freed."""
+    from .train.load_trained import final_dir, load_trained
+    from .train.model import fit_embeddings, is_adapter_dir, load_base_model
+
+    adapter = is_adapter_dir(final_dir(bundle))
+    model = _device(load_trained(bundle))
+    yield "fine_tuned", model
+    if not compare_base:
+        return
+    if adapter:
+        with model.disable_adapter():
+            yield "base", model
+        return
+    del model
+    _free()
+    base = load_base_model(bundle, for_training=False)
+    fit_embeddings(base, tok)
+    yield "base", _device(base)
 
 
-def run(bundle: Bundle) -> int:
+def vllm_generations(bundle: Bundle, backend: Any, tok: Any, prompts: list[list[int]], decoding: Decoding,
+                     compare_base: bool) -> dict[str, list[str]]:
+    from .train.load_trained import final_dir
+    from .train.model import is_adapter_dir, model_source, tokenizer_source
+
+    final = final_dir(bundle)
+    dtype = bundle.config["model"]["dtype"]
+    tokenizer = str(final) if (final / "tokenizer_config.json").is_file() else tokenizer_source(bundle)[0]
+    base_src = model_source(bundle)[0]
+    if is_adapter_dir(final):  # one engine on the base: with the LoRA request, and without it
+        wanted: list[dict[str, Any]] = [{"name": "fine_tuned", "adapter": str(final)}]
+        wanted += [{"name": "base", "adapter": None}] if compare_base else []
+        rank = int((bundle.config.get("adapter") or {}).get("r") or 16)
+        return run_vllm(backend, vllm_request(base_src, tokenizer, dtype, prompts, decoding, wanted, rank))
+    out = run_vllm(backend, vllm_request(str(final), tokenizer, dtype, prompts, decoding,
+                                         [{"name": "fine_tuned", "adapter": None}]))
+    if compare_base:
+        out |= run_vllm(backend, vllm_request(base_src, tokenizer, dtype, prompts, decoding,
+                                              [{"name": "base", "adapter": None}]))
+    return out
+
+
+def run(bundle: Bundle, checkpoints: str | None = None) -> int:
     cfg = bundle.config
     ecfg = cfg.get("eval") or {}
     if not ecfg.get("enabled", True):
@@ -148,44 +169,66 @@ def run(bundle: Bundle) -> int:
 
     if nothing_to_do(bundle, "eval"):
         return 0
-    import torch
     from datasets import load_from_disk
 
-    from .train.load_trained import load_trained
+    from .eval_report import write_report
 
+    seed = int(cfg["training"]["seed"])
+    compare_base = bool(ecfg.get("compare_base", True))
+    selection = checkpoints if checkpoints is not None else ecfg.get("checkpoints")
+    lm_cfg = harness.settings(bundle)
+    manager = harness.task_manager(lm_cfg) if lm_cfg else None  # unknown tasks fail before any model loads
     tok = load_tokenizer(bundle)
-    model = load_trained(bundle)
-    if torch.cuda.is_available():
-        model.to("cuda")
     pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id or 0)
     eval_dir = bundle.prepared / "eval"
     rows = load_from_disk(str(eval_dir)) if eval_dir.is_dir() else None
+    rows = rows if rows is not None and len(rows) else None
     packing = bool(cfg["sequence"].get("packing"))
-    stats: dict[str, Any] = {"eval_loss": None, "perplexity": None, "tokens": 0}
-    if rows is not None and len(rows):
-        stats = eval_loss(model, rows, packing, pad_id)
-        _say(f"eval loss {stats['eval_loss']:.4f}, perplexity {stats['perplexity']}")
-    max_new = int(ecfg.get("max_new_tokens", 128))
-    items: list[dict[str, Any]] = []
-    for text in ecfg.get("prompts") or []:
-        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                      tokenize=True, return_dict=False)
-        items.append({"source": "eval.prompts", "prompt_ids": list(ids), "reference": None})
-    for s in sample_prompts(rows, N_SAMPLES) if rows is not None else []:
-        items.append({"source": f"eval sample {s['sample_ids']}", "prompt_ids": s["prompt_ids"],
-                      "reference": tok.decode(s["reference_ids"], skip_special_tokens=True)})
-    backend = _backend(cfg) if items else "none"
+    decoding = Decoding(max_new_tokens=int(ecfg["max_new_tokens"]), seed=seed)
+    items = prompt_items(bundle, tok, rows)
     prompts = [it["prompt_ids"] for it in items]
-    if backend == "vllm":
-        del model
-        outputs = generate_vllm(bundle, tok, prompts, max_new)
-    else:
-        outputs = generate_transformers(model, tok, prompts, max_new)
-    report = {
-        "name": bundle.plan.get("name"), **stats, "backend": backend, "max_new_tokens": max_new,
+    backend = detect_backend(ecfg.get("backend", "auto")) if items else None
+    if backend:
+        _say(f"generation backend: {backend.describe()}")
+
+    stats: dict[str, dict[str, Any]] = {}
+    texts: dict[str, list[str]] = {}
+    bench: dict[str, dict[str, dict[str, float]]] = {}
+    for name, model in variants(bundle, tok, compare_base):
+        stats[name] = eval_loss(model, rows, packing, pad_id) if rows is not None else \
+            {"eval_loss": None, "perplexity": None, "tokens": 0}
+        if stats[name]["eval_loss"] is not None:
+            _say(f"{name}: eval loss {stats[name]['eval_loss']:.4f}, perplexity {stats[name]['perplexity']}")
+        if backend is not None and backend.name == "transformers":
+            texts[name] = generate_transformers(model, tok, prompts, decoding)
+        if lm_cfg:
+            bench[name] = harness.evaluate(model, tok, lm_cfg, seed, manager)
+            _say(f"{name}: lm-eval {bench[name]}")
+    _free()
+    if backend is not None and backend.name == "vllm":
+        texts = vllm_generations(bundle, backend, tok, prompts, decoding, compare_base)
+
+    report: dict[str, Any] = {
+        "name": bundle.plan.get("name"), **stats["fine_tuned"], "base": stats.get("base"),
+        "backend": backend.name if backend else "none", "backend_reason": backend.reason if backend else None,
+        "decoding": decoding.as_dict(), "max_new_tokens": decoding.max_new_tokens,
+        "date_string": template_variables(bundle.plan.get("template"))["date_string"],
         "generations": [{"source": it["source"], "prompt": tok.decode(it["prompt_ids"], skip_special_tokens=False),
-                         "output": out, "reference": it["reference"]} for it, out in zip(items, outputs, strict=True)],
+                         "output": texts["fine_tuned"][i], "base": texts["base"][i] if "base" in texts else None,
+                         "reference": it["reference"]} for i, it in enumerate(items)],
+        "lm_eval": ({"tasks": list(lm_cfg["tasks"]), "limit": lm_cfg.get("limit"), "scores": bench}
+                    if lm_cfg else None),
+        "checkpoints": None,
     }
-    write_report(bundle.out / "eval", report)
+    with staged_dir(bundle.out / "eval") as stage:
+        if selection:
+            from .eval_checkpoints import evaluate_checkpoints
+
+            report["checkpoints"] = evaluate_checkpoints(bundle, tok, rows, packing, pad_id, str(selection),
+                                                         lm_cfg, manager, seed, stage)
+        write_report(stage, report)
     _say(f"eval report: {bundle.out / 'eval' / 'report.md'}")
     return 0
+
+
+__all__ = ["VARIANTS", "StageError", "eval_loss", "render_prompt", "run", "sample_prompts"]

@@ -30,7 +30,7 @@ from loft.runtime.prepare.errors import PrepareError
 from loft.runtime.prepare.formats import DatasetSpec
 from loft.runtime.prepare.load import LINE, file_sha256, jsonl_columns, load_options, load_raw
 from loft.runtime.prepare.rows import FitBatch, assemble, fit_dataset
-from loft.runtime.prepare.template import DEFAULT_DATE, Encoder, eot_token_ids
+from loft.runtime.prepare.template import Encoder, eot_token_ids, template_variables
 from loft.runtime.prepare.tokenize import (
     TOKENIZED_FEATURES,
     TokenizeBatch,
@@ -228,7 +228,7 @@ def _settings(bundle: Bundle) -> Settings:
         strategy=seq.get("strategy", "truncate"), policy=data_cfg.get("bad_samples", "skip"),
         tokenizer_hash=cache.tokenizer_hash(tokenizer),
         template_sha=tmpl.get("sha256") or cache.key({"t": template_text}),
-        template_vars={"date_string": tmpl.get("date_string") or DEFAULT_DATE})
+        template_vars=template_variables(tmpl))
 
 
 def _tokenize_source(src: Source, s: Settings, importer: threading.Thread, warnings: list[str],

@@ -26,6 +26,13 @@ from loft.runtime.prepare.render import SpanRenderer
 # and its cache do not change with the calendar; `plan.template.date_string` overrides it. This is the
 # date the Llama 3.x templates themselves use when no clock is available.
 DEFAULT_DATE = "26 Jul 2024"
+
+
+def template_variables(template_plan: dict[str, Any] | None) -> dict[str, Any]:
+    """The extra variables every render of the bundle's template gets: prepare's samples, the inspector's
+    preview and the eval stage's prompts, so a prompt renders as training rendered it (the frozen date)."""
+    return {"date_string": (template_plan or {}).get("date_string") or DEFAULT_DATE}
+
 SUB_BATCH = 64  # chats per render/encode step of the pipeline
 # Rust encodes in flight (GIL released): the encode of a chat costs about what its rendering, parsing and
 # labels cost in Python, so one encode thread keeps pace with the Python thread, and a second one takes the

@@ -34,16 +34,52 @@ def test_eval_report(trained):
 
     from loft.runtime.__main__ import main
 
-    assert main(["eval", str(trained)]) == 0
+    assert main(["eval", str(trained), "--checkpoints", "all"]) == 0
     report = json.loads((trained / "out" / "eval" / "report.json").read_text())
     assert report["eval_loss"] > 0 and report["perplexity"] == pytest.approx(math.exp(report["eval_loss"]))
     assert report["tokens"] > 0 and report["backend"] == "transformers"
+    # the base on the same split and the same prompts: the adapter disabled, not a second copy
+    base = report["base"]
+    assert base["tokens"] == report["tokens"] and base["eval_loss"] > report["eval_loss"]
+    assert report["decoding"] == {"strategy": "greedy", "max_new_tokens": 8, "seed": 7}
     sources = [g["source"] for g in report["generations"]]
     assert sources[0] == "eval.prompts" and any(s.startswith("eval sample") for s in sources)
     assert "What is AI?" in report["generations"][0]["prompt"]
     assert all(g["reference"] for g in report["generations"][1:])
+    assert all(isinstance(g["base"], str) for g in report["generations"])
+    assert any(g["base"] != g["output"] for g in report["generations"])
     md = (trained / "out" / "eval" / "report.md").read_text()
-    assert "perplexity" in md and "## Generations" in md
+    assert "perplexity" in md and "## Generations" in md and "Base:" in md and "## Checkpoints" in md
+    # across checkpoints: checkpoint-3 (save_steps 3) and the final model (step 4), the best named, a PNG
+    ck = report["checkpoints"]
+    assert [(r["checkpoint"], r["step"]) for r in ck["rows"]] == [("checkpoint-3", 3), ("final", 4)]
+    assert ck["rows"][-1]["eval_loss"] == pytest.approx(report["eval_loss"], rel=1e-5)
+    assert ck["best"] == min(ck["rows"], key=lambda r: r["eval_loss"])["checkpoint"]
+    png = trained / "out" / "eval" / "checkpoints.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list((trained / "out").glob(".eval*"))  # the staging directory is gone
+
+
+def test_eval_checkpoint_errors(trained):
+    from loft.runtime.__main__ import main
+    from loft.runtime.eval_checkpoints import choose
+    from loft.runtime.plan import load
+    from loft.runtime.train.model import StageError
+
+    bundle = load(trained)
+    with pytest.raises(StageError, match=r"step\(s\) \[99\].*complete checkpoints: 3"):
+        choose(bundle, "3,99")
+    with pytest.raises(StageError, match="expected `all`"):
+        choose(bundle, "three")
+    before = (trained / "out" / "eval" / "report.json").read_bytes()
+    weights = trained / "out" / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors"
+    hidden = weights.with_name("hidden.safetensors")
+    weights.rename(hidden)
+    try:
+        assert main(["eval", str(trained), "--checkpoints", "3"]) == 1  # one line, no traceback
+    finally:
+        hidden.rename(weights)
+    assert (trained / "out" / "eval" / "report.json").read_bytes() == before  # the old report is intact
 
 
 def test_eval_loss_matches_the_trainer_on_the_same_split(trained):
