@@ -184,6 +184,11 @@ def run(bundle: Bundle, checkpoints: str | None = None) -> int:
     rows = load_from_disk(str(eval_dir)) if eval_dir.is_dir() else None
     rows = rows if rows is not None and len(rows) else None
     packing = bool(cfg["sequence"].get("packing"))
+    chosen = None
+    if selection:
+        from .eval_checkpoints import checked
+
+        chosen = checked(bundle, str(selection), rows is not None, bool(lm_cfg))
     decoding = Decoding(max_new_tokens=int(ecfg["max_new_tokens"]), seed=seed)
     items = prompt_items(bundle, tok, rows)
     prompts = [it["prompt_ids"] for it in items]
@@ -221,11 +226,11 @@ def run(bundle: Bundle, checkpoints: str | None = None) -> int:
         "checkpoints": None,
     }
     with staged_dir(bundle.out / "eval") as stage:
-        if selection:
+        if chosen is not None:
             from .eval_checkpoints import evaluate_checkpoints
 
-            report["checkpoints"] = evaluate_checkpoints(bundle, tok, rows, packing, pad_id, str(selection),
-                                                         lm_cfg, manager, seed, stage)
+            report["checkpoints"] = evaluate_checkpoints(bundle, tok, rows, packing, pad_id, chosen, lm_cfg,
+                                                         manager, seed, stage)
         write_report(stage, report)
     _say(f"eval report: {bundle.out / 'eval' / 'report.md'}")
     return 0

@@ -56,20 +56,28 @@ def _load(bundle: Bundle, path: Path, base: Any) -> tuple[Any, Any]:
     return (model.to("cuda") if torch.cuda.is_available() else model), base
 
 
-def evaluate_checkpoints(bundle: Bundle, tok: Any, rows: Any, packing: bool, pad_id: int, selection: str,
-                         lm_cfg: dict[str, Any] | None, manager: Any, seed: int, dest: Path) -> dict[str, Any]:
+def checked(bundle: Bundle, selection: str, has_eval: bool, has_scores: bool) -> list[tuple[int, Path]]:
+    """The chosen checkpoints, each with its weights present: checked before any model loads."""
+    if not has_eval and not has_scores:
+        raise StageError("--checkpoints compares eval loss by step, and this run has no eval split "
+                         "(data.eval_split) and no eval.lm_eval tasks")
+    chosen = choose(bundle, selection)
+    for _, path in chosen:
+        check_weights(path, "checkpoint")
+    return chosen
+
+
+def evaluate_checkpoints(bundle: Bundle, tok: Any, rows: Any, packing: bool, pad_id: int,
+                         chosen: list[tuple[int, Path]], lm_cfg: dict[str, Any] | None, manager: Any, seed: int,
+                         dest: Path) -> dict[str, Any]:
     from . import harness
     from .eval import _device, _free, eval_loss
     from .train.load_trained import final_dir
     from .train.model import fit_embeddings, load_base_model
 
-    if rows is None and not lm_cfg:
-        raise StageError("--checkpoints compares eval loss by step, and this run has no eval split "
-                         "(data.eval_split) and no eval.lm_eval tasks")
-    chosen = choose(bundle, selection)
-    for _, path in chosen:  # every checkpoint is readable before the long part starts
-        check_weights(path, "checkpoint")
-    chosen.append((-1, final_dir(bundle)))
+    final_step = _step(bundle, -1)
+    if final_step not in {step for step, _ in chosen}:  # the final model, unless a checkpoint already is it
+        chosen = [*chosen, (-1, final_dir(bundle))]
     base = None
     out: list[dict[str, Any]] = []
     for step, path in chosen:

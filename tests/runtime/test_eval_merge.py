@@ -50,9 +50,10 @@ def test_eval_report(trained):
     assert any(g["base"] != g["output"] for g in report["generations"])
     md = (trained / "out" / "eval" / "report.md").read_text()
     assert "perplexity" in md and "## Generations" in md and "Base:" in md and "## Checkpoints" in md
-    # across checkpoints: checkpoint-3 (save_steps 3) and the final model (step 4), the best named, a PNG
+    # across checkpoints: checkpoint-3 (save_steps 3) and checkpoint-4 (the end; the final model is not
+    # measured twice), the best named, a PNG
     ck = report["checkpoints"]
-    assert [(r["checkpoint"], r["step"]) for r in ck["rows"]] == [("checkpoint-3", 3), ("final", 4)]
+    assert [(r["checkpoint"], r["step"]) for r in ck["rows"]] == [("checkpoint-3", 3), ("checkpoint-4", 4)]
     assert ck["rows"][-1]["eval_loss"] == pytest.approx(report["eval_loss"], rel=1e-5)
     assert ck["best"] == min(ck["rows"], key=lambda r: r["eval_loss"])["checkpoint"]
     png = trained / "out" / "eval" / "checkpoints.png"
@@ -67,7 +68,7 @@ def test_eval_checkpoint_errors(trained):
     from loft.runtime.train.model import StageError
 
     bundle = load(trained)
-    with pytest.raises(StageError, match=r"step\(s\) \[99\].*complete checkpoints: 3"):
+    with pytest.raises(StageError, match=r"step\(s\) \[99\].*complete checkpoints: 3, 4"):
         choose(bundle, "3,99")
     with pytest.raises(StageError, match="expected `all`"):
         choose(bundle, "three")
