@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% endfor %}"
 
 
