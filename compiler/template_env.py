@@ -6,15 +6,24 @@ filter that does not HTML-escape, and the globals `raise_exception` and `strftim
 way so that what `loftc` checks is what the runtime's tokenizer will produce. Only jinja2 is imported here:
 the compiler stays free of training libraries.
 
-Two differences, both stricter: attribute access to Python internals (`''.__class__`) raises at once
-instead of rendering an empty string, and the clock of `strftime_now` can be frozen (`now=`) for tests and
-parity checks.
+Three differences, all stricter: attribute access to Python internals (`''.__class__`) raises at once
+instead of rendering an empty string; the clock of `strftime_now` can be frozen (`now=`) for tests and
+parity checks; and a render's work is bounded (`TemplateLimitError`, a ConfigError): `*`, `**` and `+` may
+not build strings or lists over MAX_SEQUENCE items or integers over MAX_INT_BITS, the output is capped at
+MAX_OUTPUT_CHARS, a render that runs past MAX_RENDER_SECONDS is stopped (a watchdog thread raises in the
+rendering thread: pure-Python loops with no output or calls are caught too), and on Linux the address space
+is capped at its current size + MAX_RENDER_MEMORY while rendering, so any other way to allocate without
+bound (`'x'.ljust(10**10)`, a width in `format`) fails with MemoryError instead of exhausting the machine.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import math
 import re
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +42,14 @@ from .errors import ConfigError, Diagnostic
 
 # Matches a generation tag as transformers detects it (`{% generation %}`, with optional `-`/`+` markers).
 GENERATION_TAG_RE = re.compile(r"\{%[-+]?\s*(end)?generation\s*[-+]?%\}")
+
+MAX_OUTPUT_CHARS = 4 << 20
+MAX_SEQUENCE = 4 << 20  # items of a string or list a template builds with * or +
+MAX_INT_BITS = 4096
+MAX_RENDER_SECONDS = 2.0
+MAX_FORMAT_WIDTH = 10_000
+_FORMAT_WIDTH = re.compile(r"%[-+ #0]*(\d+)")
+MAX_RENDER_MEMORY = 512 << 20
 
 _SPANS: ContextVar[tuple[list[str], list[tuple[int, int]]] | None] = ContextVar("loft_gen_spans", default=None)
 _NOW: ContextVar[datetime | None] = ContextVar("loft_now", default=None)
@@ -59,11 +76,107 @@ class _GenerationTracker(jinja2.ext.Extension):
         return rv
 
 
+class _TooMuch(Exception):
+    """Raised inside a render that went over a limit; becomes TemplateLimitError outside it."""
+
+
+class _RenderTimeout(BaseException):
+    """Injected into a render that ran past its deadline (BaseException, so templates' own `except
+    Exception` paths in Jinja cannot swallow it)."""
+
+
 class _StrictSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, but reaching for an unsafe attribute fails loudly at once."""
+    """The immutable sandbox, but reaching for an unsafe attribute fails loudly at once, and `*`, `**`
+    and `+` are checked before they build something huge."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            seq, n = (left, right) if isinstance(left, str | list | tuple) else (right, left)
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_SEQUENCE:
+                raise _TooMuch(f"`*` would build {len(seq) * n:,} items (limit {MAX_SEQUENCE:,})")
+            if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise _TooMuch(f"`*` would build an integer over {MAX_INT_BITS} bits")
+        elif operator == "**":
+            if (isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0
+                    and right * math.log2(abs(left)) > MAX_INT_BITS):
+                raise _TooMuch(f"`**` would build an integer over {MAX_INT_BITS} bits")
+        elif operator == "%" and isinstance(left, str):
+            widths = [int(w) for w in _FORMAT_WIDTH.findall(left)]
+            if widths and max(widths) > MAX_FORMAT_WIDTH:
+                raise _TooMuch(f"`%` formatting with a width of {max(widths):,} (limit {MAX_FORMAT_WIDTH:,})")
+        elif (operator == "+" and isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
+              and len(left) + len(right) > MAX_SEQUENCE):
+            raise _TooMuch(f"`+` would build {len(left) + len(right):,} items (limit {MAX_SEQUENCE:,})")
+        return super().call_binop(context, operator, left, right)
+
+
+class _Watchdog:
+    """One daemon thread that stops renders past their deadline by raising `_RenderTimeout` in the
+    rendering thread (CPython's PyThreadState_SetAsyncExc: delivered between bytecodes)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.deadlines: dict[int, float] = {}
+        self.fired: set[int] = set()
+        self.thread: threading.Thread | None = None
+
+    def start(self, seconds: float) -> int:
+        tid = threading.get_ident()
+        with self.lock:
+            self.deadlines[tid] = time.monotonic() + seconds
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="loft-template-watchdog", daemon=True)
+                self.thread.start()
+        return tid
+
+    def stop(self, tid: int) -> None:
+        with self.lock:
+            self.deadlines.pop(tid, None)
+            if tid in self.fired:  # raised but maybe not delivered yet: take it back
+                self.fired.discard(tid)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self.lock:
+                for tid, deadline in list(self.deadlines.items()):
+                    if now > deadline:
+                        del self.deadlines[tid]
+                        self.fired.add(tid)
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid),
+                                                                   ctypes.py_object(_RenderTimeout))
+
+
+_WATCHDOG = _Watchdog()
+
+
+@contextmanager
+def _memory_cap(extra: int) -> Iterator[None]:
+    """RLIMIT_AS at the current address-space size + `extra` while the block runs (Linux; else no cap)."""
+    try:
+        import resource
+
+        with open("/proc/self/statm", encoding="ascii") as f:
+            used = int(f.read().split()[0]) * resource.getpagesize()
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        cap = used + extra
+        if old[0] != resource.RLIM_INFINITY and old[0] <= cap:
+            raise OSError("already capped lower")
+        resource.setrlimit(resource.RLIMIT_AS, (cap, old[1]))
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
 
 
 class _Namespace(jinja2.utils.Namespace):
@@ -120,6 +233,17 @@ class TemplateCompileError(ConfigError):
     """A template is not valid Jinja."""
 
 
+class TemplateLimitError(ConfigError):
+    """A template render went over a time, output or memory limit."""
+
+
+def _limit_error(what: str) -> TemplateLimitError:
+    return TemplateLimitError([Diagnostic(
+        f"chat template render stopped: {what}", key="template", code="template-limit",
+        hint="chat templates format a conversation; loops or repetition this large are a bug or an attack",
+    )])
+
+
 @lru_cache(maxsize=256)
 def compile_template(text: str) -> jinja2.Template:
     """Compile once per distinct text; syntax errors become a ConfigError naming the line."""
@@ -160,10 +284,27 @@ def render_spans(text: str, messages: Sequence[Mapping[str, Any]], add_generatio
     spans: list[tuple[int, int]] = []
     token = _SPANS.set((blocks, spans))
     try:
-        with frozen_clock(now):
-            for block in template.generate(messages=[dict(m) for m in messages],
-                                           add_generation_prompt=add_generation_prompt, **extra):
-                blocks.append(block)
+        try:
+            tid = _WATCHDOG.start(MAX_RENDER_SECONDS)
+            try:
+                with frozen_clock(now), _memory_cap(MAX_RENDER_MEMORY):
+                    size = 0
+                    for block in template.generate(messages=[dict(m) for m in messages],
+                                                   add_generation_prompt=add_generation_prompt, **extra):
+                        size += len(block)
+                        if size > MAX_OUTPUT_CHARS:
+                            raise _TooMuch(f"the output is over {MAX_OUTPUT_CHARS:,} characters")
+                        blocks.append(block)
+            finally:
+                _WATCHDOG.stop(tid)
+        except _RenderTimeout:
+            raise _TooMuch(f"it ran for more than {MAX_RENDER_SECONDS:g} s") from None
+        except MemoryError:
+            raise _TooMuch(f"it needed more than {MAX_RENDER_MEMORY >> 20} MiB of memory") from None
+        except RecursionError:
+            raise _TooMuch("it recursed too deep (a macro calling itself?)") from None
+    except _TooMuch as e:
+        raise _limit_error(str(e)) from None
     except SecurityError as e:
         raise TemplateSecurityError([Diagnostic(
             f"chat template tried to reach Python internals and the sandbox refused: {e}",

@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2.exceptions import TemplateError
 
-from .template_env import Rendered, TemplateSecurityError, render_spans
+from .template_env import Rendered, TemplateLimitError, TemplateSecurityError, render_spans
 
 Message = dict[str, Any]
 FROZEN_NOW = datetime(2025, 1, 2, 3, 4, 5)
@@ -66,9 +66,9 @@ def attempt(text: str, messages: Sequence[Mapping[str, Any]], add_generation_pro
     try:
         return Outcome(render_spans(text, messages, add_generation_prompt, now=now,
                                     **dict(specials or DEFAULT_SPECIALS)), None)
-    except TemplateSecurityError:
+    except (TemplateSecurityError, TemplateLimitError):
         raise
-    except (TemplateError, TypeError, ValueError, AttributeError, IndexError, KeyError) as e:
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as e:
         return Outcome(None, f"{type(e).__name__}: {e}")
 
 

@@ -25,6 +25,7 @@ from .resources import data_dir
 from .template_env import (
     GENERATION_TAG_RE,
     TemplateCompileError,
+    TemplateLimitError,
     TemplateSecurityError,
     compile_template,
     has_generation_tags,
@@ -37,7 +38,7 @@ from .template_probes import (
     attempt,
     detect_end_of_turn,
     parity_failures,
-    probe_conversations,
+    sentinel_conversations,
     span_problems,
 )
 from .template_tag import TagResult, tag_template
@@ -194,10 +195,14 @@ def _check_renders(text: str, origin: str) -> None:
     """Compile and render one probe, so unsafe or broken templates fail at build time, not mid-training."""
     try:
         compile_template(text)
-        attempt(text, probe_conversations()[1], False)
-    except (TemplateCompileError, TemplateSecurityError) as e:
+        outcomes = [attempt(text, conv, agp) for conv in sentinel_conversations()[:3] for agp in (False, True)]
+    except (TemplateCompileError, TemplateSecurityError, TemplateLimitError) as e:
         raise ConfigError([Diagnostic(f"{origin}: {d.message}", key="template", line=d.line, hint=d.hint,
                                       code=d.code) for d in e.diagnostics]) from None
+    if all(o.error is not None for o in outcomes):  # e.g. raise_exception everywhere: prepare would fail
+        raise _error(f"{origin}: the template fails on every probe conversation (user/assistant, with a "
+                     f"system message, several turns): {outcomes[0].error}", code="template-raises",
+                     expected="a template that renders a plain user/assistant conversation")
 
 
 def _library_choice(name: str, reason: str, warnings: tuple[str, ...] = ()) -> TemplateChoice:
