@@ -35,10 +35,20 @@ MODES: dict[str, dict[str, Any]] = {
 
 
 def load(calibration: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """(env line, case lines, model name → config.json facts)."""
+    """(env line, case lines, model name → config.json facts) of ../shared/calibration."""
+    env, cases, models = read_jsonl(calibration / "h100_small.jsonl")
+    for cfg in sorted((calibration / "models").glob("*/config.json")):
+        models[cfg.parent.name] = json.loads(cfg.read_text(encoding="utf-8"))
+    return env, cases, models
+
+
+def read_jsonl(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """A calibration file: its env line, its cases, and the configs its model lines carry
+    (benchmarks/estimator_calibrate.py writes them inline)."""
     env: dict[str, Any] = {}
     cases: list[dict[str, Any]] = []
-    for line in (calibration / "h100_small.jsonl").read_text(encoding="utf-8").splitlines():
+    models: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
         row = json.loads(line)
@@ -46,38 +56,65 @@ def load(calibration: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[
             env = row
         elif row.get("kind") == "case":
             cases.append(row)
-    models = {}
-    for cfg in sorted((calibration / "models").glob("*/config.json")):
-        models[cfg.parent.name] = json.loads(cfg.read_text(encoding="utf-8"))
+        elif row.get("kind") == "model" and isinstance(row.get("config"), dict):
+            models[row["model"]] = row["config"]
     return env, cases, models
 
 
 def case_plan(case: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-    """The loft plan a calibration case corresponds to (one GPU, no accumulation)."""
-    mode = MODES[case["mode"]]
+    """The loft plan a calibration case corresponds to (no accumulation). Cases of
+    benchmarks/estimator_calibrate.py name each switch; those of h100_small.jsonl only a `mode`."""
+    if "adapter" in case:
+        adapter: dict[str, Any] = {"type": case["adapter"]}
+        if case["adapter"] != "none":
+            adapter.update(r=16, alpha=32, dropout=0.05, target_modules="all-linear")
+        mode = {"model": {"dtype": case.get("dtype", "bf16")}, "adapter": adapter}
+    else:
+        mode = MODES[case["mode"]]
+    world = int(case.get("world", 1))
     cfg = {
         "model": {"attn_implementation": case.get("attn", "sdpa"), **mode["model"]},
         "adapter": mode["adapter"],
         "sequence": {"max_length": case["seq"], "packing": True},
         "training": {"micro_batch_size": case["batch"], "optimizer": case["optimizer"], "precision": "bf16",
                      "gradient_checkpointing": case["grad_ckpt"], "gradient_accumulation_steps": 1,
-                     "kernels": {"liger": False, "cut_cross_entropy": False}},
-        "deepspeed": {"stage": 0}, "fsdp": {"enabled": False},
-        "target": {"gpu": "H100", "num_gpus": 1, "nodes": 1, "provider": None},
+                     "kernels": {"liger": bool(case.get("liger")), "cut_cross_entropy": False}},
+        "deepspeed": {"stage": int(case.get("zero_stage", 0)), "offload_optimizer": bool(case.get("offload_optimizer")),
+                      "offload_params": bool(case.get("offload_params"))},
+        "fsdp": {"enabled": bool(case.get("fsdp")), "sharding": case.get("fsdp") or "full_shard"},
+        "target": {"gpu": "H100", "num_gpus": world, "nodes": 1, "provider": None},
     }
     return {"model": dict(facts), "config": cfg,
-            "derived": {"world_size": 1, "micro_batch_size": case["batch"], "gradient_accumulation_steps": 1},
+            "derived": {"world_size": world, "micro_batch_size": case["batch"], "gradient_accumulation_steps": 1},
             "data": {"datasets": []}}
 
 
-def compare(calibration: Path) -> dict[str, Any]:
-    """Case-by-case predictions and the summary."""
+def extra_files() -> list[Path]:
+    """Calibration files written by benchmarks/estimator_calibrate.py and committed under benchmarks/calibration."""
+    return sorted((ROOT / "benchmarks" / "calibration").glob("*.jsonl"))
+
+
+def compare(calibration: Path | None, extra: list[Path] | None = None) -> dict[str, Any]:
+    """Case-by-case predictions and the summary: ../shared/calibration and the extra calibration files."""
+    sources = [load(calibration)] if calibration is not None else []
+    sources += [read_jsonl(p) for p in extra or []]
+    rows = []
+    env: dict[str, Any] = sources[0][0] if sources else {}
+    for src_env, cases, models in sources:
+        rows += _rows(src_env, cases, models)
+    return {"gpu": env.get("gpu"), "torch": env.get("torch"), "rows": rows, "summary": summarise(rows),
+            "modes": {m: summarise([r for r in rows if r["mode"] == m]) for m in sorted({r["mode"] for r in rows})}}
+
+
+def _rows(env: dict[str, Any], cases: list[dict[str, Any]], models: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     from loft.compiler.estimate import estimate_plan
 
-    env, cases, models = load(calibration)
     context = float(env.get("context_used_gib", 0.0))
+    limit = float(env.get("total_gib") or OOM_LIMIT_GIB)  # the measuring card's memory
     rows = []
     for case in cases:
+        if case.get("status") not in ("ok", "oom"):
+            continue  # timeout / error: nothing measured
         est = estimate_plan(case_plan(case, models[case["model"]]))
         vram = est["vram"]
         row = {
@@ -94,8 +131,12 @@ def compare(calibration: Path) -> dict[str, Any]:
             row.update(measured_gib=round(measured, 4), measured_allocated_gib=case["peak_allocated_gib"],
                        error_pct=round(100.0 * (vram["total_gib"] - measured) / measured, 2))
         else:
-            row.update(measured_gib=None, error_pct=None, predicted_fits_80gb=vram["total_gib"] <= OOM_LIMIT_GIB)
+            row.update(measured_gib=None, error_pct=None, predicted_fits_80gb=vram["total_gib"] <= limit)
         rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     errors = [abs(r["error_pct"]) for r in rows if r["error_pct"] is not None]
     oom = [r for r in rows if r["status"] != "ok"]
     summary = {
@@ -115,7 +156,7 @@ def compare(calibration: Path) -> dict[str, Any]:
         and summary["oom_predicted_not_to_fit"] == len(oom)
         and (not speed or summary["speed_median_abs_error_pct"] <= SPEED_MEDIAN_LIMIT_PCT)
     )
-    return {"gpu": env.get("gpu"), "torch": env.get("torch"), "rows": rows, "summary": summary}
+    return summary
 
 
 def table(result: dict[str, Any]) -> str:
@@ -134,22 +175,31 @@ def table(result: dict[str, Any]) -> str:
     s = result["summary"]
     lines += ["", f"{s['ok_cases']} ok cases: median |error| {s['median_abs_error_pct']}%, worst "
               f"{s['worst_abs_error_pct']}% (limits {MEDIAN_LIMIT_PCT}% / {WORST_LIMIT_PCT}%); "
-              f"{s['oom_predicted_not_to_fit']}/{s['oom_cases']} OOM cases predicted not to fit 80 GB; "
+              f"{s['oom_predicted_not_to_fit']}/{s['oom_cases']} OOM cases predicted not to fit; "
               f"{'PASS' if s['passes'] else 'FAIL'}",
               f"throughput ({s['speed_cases']} timed cases): median |error| {s['speed_median_abs_error_pct']}%, "
-              f"worst {s['speed_worst_abs_error_pct']}% (limit {SPEED_MEDIAN_LIMIT_PCT}% median)"]
+              f"worst {s['speed_worst_abs_error_pct']}% (limit {SPEED_MEDIAN_LIMIT_PCT}% median)", "",
+              "| mode | ok cases | median abs error % | worst % | OOMs predicted | tokens/s median abs error % |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for mode, m in result["modes"].items():
+        lines.append(f"| {mode} | {m['ok_cases']} | {m['median_abs_error_pct']} | {m['worst_abs_error_pct']} "
+                     f"| {m['oom_predicted_not_to_fit']}/{m['oom_cases']} | {m['speed_median_abs_error_pct']} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calibration", type=Path, default=DEFAULT, help="folder holding h100_small.jsonl and models/")
+    ap.add_argument("--extra", type=Path, nargs="*", default=None,
+                    help="calibration files of benchmarks/estimator_calibrate.py (default: benchmarks/calibration/*.jsonl)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     args = ap.parse_args(argv)
-    if not (args.calibration / "h100_small.jsonl").is_file():
+    extra = extra_files() if args.extra is None else args.extra
+    shared = args.calibration if (args.calibration / "h100_small.jsonl").is_file() else None
+    if shared is None and not extra:
         print(f"no calibration data at {args.calibration} (../shared is absent in a user's clone)", file=sys.stderr)
         return 2
-    result = compare(args.calibration)
+    result = compare(shared, extra)
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else table(result))
     return 0 if result["summary"]["passes"] else 1
 
