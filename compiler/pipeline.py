@@ -86,6 +86,7 @@ def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
     defaults.settle(ctx)
     the_model, model_dir = model.resolve_model(ctx)
     datasets = data.resolve_data(ctx)
+    blocklist = data.resolve_blocklist(ctx, datasets)
     ctx.check()
     the_template = template.resolve_template(ctx, the_model, model_dir)
     ctx.check()
@@ -97,7 +98,7 @@ def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
         "source": source.resolve_source(ctx),
         "config": ctx.cfg,
         "model": the_model,
-        "data": {"datasets": datasets},
+        "data": {"datasets": datasets, **({"blocklist": blocklist} if blocklist else {})},
         "template": the_template,
         "derived": derived,
         "launch": launch.resolve_launch(ctx),

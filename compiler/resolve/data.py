@@ -1,8 +1,12 @@
 """Data: each dataset's name, source (local or hub), sha256, size and row count; local files carried
-into the bundle under data/ when they are small enough (`data.bundle`); `data_files` checked."""
+into the bundle under data/ when they are small enough (`data.bundle`); `data_files` checked; the
+`data.blocklist` file carried and hashed."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +119,42 @@ def _attach(ctx: Context, name: str, path: Path) -> str:
     ext = extension(path.name)
     ctx.attachments[f"data/{name}{ext}"] = path.read_bytes()
     return f"data/{name}{ext}"
+
+
+BLOCKLIST_ID = re.compile(r"^(?P<dataset>[^\s:]+):(?P<index>\d+)(?::chunk\d+)?$")
+
+
+def resolve_blocklist(ctx: Context, datasets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """`data.blocklist`: a file of `dataset:index` lines carried into the bundle as blocklist.txt, its
+    sha256 and entry count recorded (plan["data"]["blocklist"]); a malformed line is an error at file:line."""
+    d = ctx.cfg["data"]
+    spec = d.get("blocklist")
+    if not spec:
+        return None
+    keys = ("data", "blocklist")
+    path = Path(os.path.abspath(ctx.config_dir / spec))
+    if not path.is_file():
+        ctx.error("missing-file", keys, f"blocklist file {spec!r} not found",
+                  expected=f"a text file at {path} (`loft spikes RUN --blocklist > {spec}` writes one)")
+        return None
+    raw = path.read_bytes()
+    names = {ds["name"] for ds in datasets}
+    entries, unknown = 0, set()
+    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        m = BLOCKLIST_ID.match(text)
+        if m is None:
+            ctx.error("bad-blocklist", keys, f"{path.name}:{n}: {text!r} is not a sample id",
+                      expected="`dataset:index` (as `loft spikes --blocklist` prints), one a line")
+            continue
+        entries += 1
+        if m["dataset"] not in names:
+            unknown.add(m["dataset"])
+    if unknown:
+        ctx.warn("blocklist-unknown-dataset", keys, f"{path.name} names datasets this config does not have: "
+                 f"{', '.join(sorted(unknown))}", hint=f"datasets: {', '.join(sorted(names))}")
+    ctx.attachments["blocklist.txt"] = raw
+    d["blocklist"] = "blocklist.txt"
+    return {"path": "blocklist.txt", "sha256": hashlib.sha256(raw).hexdigest(), "entries": entries}

@@ -15,6 +15,14 @@ def write(out: Path, rep: dict[str, Any]) -> None:
     (out / "prepare_report.md").write_text(markdown(rep), encoding="utf-8")
 
 
+def _blocklist_line(b: dict[str, Any] | None) -> list[str]:
+    if not b:
+        return []
+    per = ", ".join(f"{k}: {v}" for k, v in sorted(b["dropped"].items()) if v) or "none"
+    return [f"- **blocklist**: {b['file']} (sha256 {b['sha256'][:12]}…, {b['entries']} ids): "
+            f"{sum(b['dropped'].values())} samples dropped ({per}); {b['unmatched']} ids matched no valid sample"]
+
+
 def markdown(rep: dict[str, Any]) -> str:
     L = rep["lengths"]
     lines = [
@@ -23,7 +31,8 @@ def markdown(rep: dict[str, Any]) -> str:
         f"- **strategy**: {rep['strategy']}; packing: {rep['packing']}; "
         f"train_on_incomplete_assistant: {rep['train_on_incomplete_assistant']}",
         f"- **loss mask**: {rep['template']['note']}",
-        f"- **bad samples policy**: {rep['bad_samples_policy']}", "",
+        f"- **bad samples policy**: {rep['bad_samples_policy']}",
+        *_blocklist_line(rep.get("blocklist")), "",
         "## Datasets", "",
         "| dataset | rows | valid | bad | cut | dropped | chunks | train | drawn | eval | cache |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -26,6 +26,8 @@ import numpy as np
 from loft.runtime.plan import Bundle
 from loft.runtime.prepare import blend, cache, lengths, report
 from loft.runtime.prepare.ambiguity import add_ambiguity
+from loft.runtime.prepare.blocklist import Blocklist
+from loft.runtime.prepare.blocklist import load as load_blocklist
 from loft.runtime.prepare.errors import PrepareError
 from loft.runtime.prepare.formats import DatasetSpec
 from loft.runtime.prepare.load import LINE, file_sha256, jsonl_columns, load_options, load_raw
@@ -78,6 +80,7 @@ class Settings:
     tokenizer_hash: str
     template_sha: str
     template_vars: dict[str, Any]
+    blocklist: Blocklist = field(default_factory=Blocklist)
 
 
 @dataclass
@@ -188,12 +191,18 @@ def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> di
     srcs = sources(bundle)
     warnings: list[str] = []
     timings: dict[str, float] = {}
+    s.blocklist = load_blocklist(bundle, warnings)
     tokenized = {src.spec.name: _tokenize_source(src, s, importer, warnings, timings) for src in srcs}
     all_lengths = np.concatenate([np.asarray(_column(d, "length"), dtype=np.int64) for d in tokenized.values()])
     max_length, why = _max_length(bundle, s, all_lengths)
     plotter.send(all_lengths, max_length)
     fitted = {src.spec.name: _fit_source(src, tokenized[src.spec.name], s, max_length, timings) for src in srcs}
     sel = _select(srcs, tokenized, s)
+    blocked = s.blocklist.report([src.spec.name for src in srcs])
+    if blocked and blocked["unmatched"]:
+        warnings.append(f"data.blocklist: {blocked['unmatched']} of {blocked['entries']} ids matched no valid sample"
+                        + (f" (unknown datasets: {', '.join(blocked['unknown_datasets'])})"
+                           if blocked["unknown_datasets"] else ""))
     splits = _assemble_splits(fitted, sel, max_length, s, timings)
     ambiguity_info = _ambiguity(s, splits)
     _write_splits(s, splits, srcs, max_length)
@@ -358,7 +367,7 @@ def _select(srcs: list[Source], tokenized: dict[str, Any], s: Settings) -> Selec
     eval_sel: dict[str, np.ndarray] = {}
     for src in srcs:
         name = src.spec.name
-        indices = np.asarray(_column(tokenized[name], "index"), dtype=np.int64)
+        indices = s.blocklist.drop(name, np.asarray(_column(tokenized[name], "index"), dtype=np.int64))
         if src.entry.get("subset") is not None:
             indices = indices[blend.take(len(indices), src.entry["subset"], blend.rng_for(seed, name, "subset"))]
         ev = src.entry.get("eval_split")
@@ -453,6 +462,7 @@ def _report(s: Settings, srcs: list[Source], sel: Selection, splits: Splits, all
         "would_cut": lengths.would_cut(all_lengths, max_length),
         "train": splits["train"][1], "eval": splits["eval"][1],
         "ambiguity": ambiguity_info,
+        "blocklist": s.blocklist.report([src.spec.name for src in srcs]),
         "warnings": warnings,
         "blend_config_hash": config_hash,
         "timings_s": {**timings, "total": round(elapsed, 3)},
