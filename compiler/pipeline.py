@@ -44,7 +44,11 @@ def _load(path: str | Path, dialect: str | None) -> tuple[Document, dict[str, An
     if name != "axolotl":
         return doc, validate(doc.data, doc=doc), name, [], lambda d: d
     from .dialects.axolotl import translate_with_sources
+    from .validate import document_errors
 
+    bad = document_errors(doc)  # before translating: source.config keeps every key as given
+    if bad:
+        raise ConfigError(bad)
     config, warnings, sources = translate_with_sources(doc)
     locate = _axolotl_locator(doc, sources)
     try:

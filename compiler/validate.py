@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -58,7 +59,11 @@ def validate(config: Any, doc: Document | None = None, file: str = "") -> dict[s
     data = config.get("data")
     if isinstance(data, dict) and isinstance(data.get("config"), str):
         diags += _merge_data_config(config, where)
-    diags += schema_errors(config, load_schema(), where)
+    # first, and alone when they fire: schema messages quote values (a token would reach the terminal),
+    # and NaN passes every bound check, so the schema would wave it through
+    diags += number_errors(config, (), where) + _secret_errors(config, (), where)
+    if not diags:
+        diags += schema_errors(config, load_schema(), where)
     if not diags:
         diags += _semantic_errors(config, where)
     if diags:
@@ -320,7 +325,6 @@ def _semantic_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic]
     diags += _training_errors(config, where)
     diags += _file_name_errors(config, where)
     diags += _catalog_errors(target, where)
-    diags += _secret_errors(config, (), where)
     sweep = config.get("sweep")
     if isinstance(sweep, dict):
         diags += _sweep_errors(sweep, config, where)
@@ -416,22 +420,93 @@ def _file_name_errors(config: dict[str, Any], where: Locator) -> list[Diagnostic
 
 CATALOG_DIR = SCHEMA_DIR.parent / "targets" / "catalog"
 
-# values that look like credentials (Hugging Face, OpenAI-style, W&B 40-hex keys under tracking)
-_SECRET = re.compile(r"^(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|api_[A-Za-z0-9]{20,})$")
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+# Credentials by their published shapes, found anywhere inside a string (a token pasted into a prompt or a
+# project name counts too), plus long high-entropy words (keys without a known prefix). Hex digests (a
+# revision sha) have at most 4 bits of entropy per character, so they never pass ENTROPY_BITS.
+_TOKEN_SHAPES = re.compile(
+    r"(?<![A-Za-z0-9])("
+    r"hf_[A-Za-z0-9]{20,}|sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|api_[A-Za-z0-9]{20,}"
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}"
+    r"|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}|npm_[A-Za-z0-9]{36}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+)
+_HEX40 = re.compile(r"(?<![0-9a-f])[0-9a-f]{40}(?![0-9a-f])")
+_WORD = re.compile(r"[A-Za-z0-9+=]{32,}")  # no separators: hyphenated model names are not keys
+ENTROPY_BITS = 4.3
+
+
+def _entropy(word: str) -> float:
+    from collections import Counter
+
+    n = len(word)
+    return -sum(c / n * math.log2(c / n) for c in Counter(word).values())
+
+
+def looks_secret(value: str, path: tuple[Any, ...] = ()) -> bool:
+    """A known token shape anywhere in `value`, a 40-hex W&B key under `tracking`, or a long random word."""
+    if _TOKEN_SHAPES.search(value):
+        return True
+    if path[:1] == ("tracking",) and _HEX40.search(value):
+        return True
+    for word in _WORD.findall(value):
+        if (any(c.isdigit() for c in word) and any(c.islower() for c in word) and any(c.isupper() for c in word)
+                and _entropy(word) > ENTROPY_BITS):
+            return True
+    return False
 
 
 def _secret_errors(node: Any, path: tuple[Any, ...], where: Locator) -> list[Diagnostic]:
-    """A config is committed and copied into plan.lock: it must never hold a token."""
+    """A config is committed and copied into plan.lock: it must never hold a token, anywhere in a value."""
     if isinstance(node, dict):
         return [d for k, v in node.items() for d in _secret_errors(v, (*path, k), where)]
     if isinstance(node, list):
         return [d for i, v in enumerate(node) for d in _secret_errors(v, (*path, i), where)]
-    if isinstance(node, str) and (_SECRET.match(node) or (path[:1] == ("tracking",) and _HEX40.match(node))):
-        return [where.diag(path, "this value looks like a secret token; configs and plans are committed and shared",
-                           "secret", expected="the NAME of an environment variable that holds it",
-                           hint="e.g. tracking.wandb.api_key_env: WANDB_API_KEY; export the token in the shell")]
+    if isinstance(node, str) and looks_secret(node, path):
+        return [where.diag(path, "this value holds what looks like a secret token; configs and plans are "
+                           "committed and shared", "secret",
+                           expected="the NAME of an environment variable that holds it",
+                           hint=_secret_hint(path))]
     return []
+
+
+def _secret_hint(path: tuple[Any, ...]) -> str:
+    if path[:2] == ("tracking", "wandb") or any("wandb" in str(p) for p in path):
+        return "export WANDB_API_KEY in the shell (tracking.wandb.api_key_env names the variable)"
+    if path[:2] == ("export", "push_to_hub") or any("hub" in str(p) or "hf" in str(p) for p in path):
+        return "export HF_TOKEN in the shell (export.push_to_hub.token_env names the variable)"
+    return "export the token in the shell as an environment variable; keep only its NAME in the config"
+
+
+MAX_NUMBER = 1e15  # no config number comes near; beyond it step and token arithmetic stops being exact
+
+
+def number_errors(node: Any, path: tuple[Any, ...], where: Locator) -> list[Diagnostic]:
+    """Every number in a config is finite and of a sane size: `.nan`, `.inf`, 1e308 and 1e-300 would
+    pass a schema's bounds (NaN compares false to everything) and break arithmetic, JSON or torch later."""
+    if isinstance(node, dict):
+        return [d for k, v in node.items() for d in number_errors(v, (*path, k), where)]
+    if isinstance(node, list):
+        return [d for i, v in enumerate(node) for d in number_errors(v, (*path, i), where)]
+    if isinstance(node, bool) or not isinstance(node, int | float):
+        return []
+    if isinstance(node, float) and not math.isfinite(node):
+        return [where.diag(path, f"{node} is not a finite number", "not-finite", expected="a finite number")]
+    if abs(node) > MAX_NUMBER:
+        return [where.diag(path, f"{node:g} is too large", "too-large", expected=f"a number of magnitude ≤ {MAX_NUMBER:g}")]
+    if node and abs(node) < 1 / MAX_NUMBER:
+        return [where.diag(path, f"{node:g} is too small to be meant", "too-small",
+                           expected=f"0, or a number of magnitude ≥ {1 / MAX_NUMBER:g}")]
+    return []
+
+
+def document_errors(doc: Document) -> list[Diagnostic]:
+    """Secrets and non-finite or absurd numbers anywhere in a source document (every key, known or not),
+    at their line:col: plan.lock records the source config as given, so even an Axolotl key loft ignores
+    must not carry a token, and the dialect's arithmetic must only see finite numbers."""
+    where = Locator(doc, doc.path)
+    data = doc.data
+    return number_errors(data, (), where) + _secret_errors(data, (), where)
 
 
 def _catalog_names(file: str, section: str) -> dict[str, str] | None:

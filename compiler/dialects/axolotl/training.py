@@ -130,7 +130,7 @@ def training(t: Translation) -> None:
     if "weight_decay" not in t.d:
         t.put("training.weight_decay", 0.0)
     opt = t.d.get("optimizer") or "adamw_torch_fused"
-    if opt in OPTIMIZERS:
+    if isinstance(opt, str) and opt in OPTIMIZERS:
         name, note = OPTIMIZERS[str(opt)]
         t.put("training.optimizer", name, *(["optimizer"] if "optimizer" in t.d else []))
         if note:
