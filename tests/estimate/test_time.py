@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from estimate_facts import LLAMA8B, QWEN05, TINY, plan
 from loft.compiler.estimate import catalog, estimate_plan
@@ -58,7 +60,7 @@ def test_hours_are_tokens_over_the_rooflines_throughput() -> None:
     per_token = flops_per_token(s)["total"]
     compute = 2048 * per_token / (gpu["bf16_tflops"] * 1e12 * utilisation(s, gpu))
     memory = memory_bytes_per_step(s) / (gpu["memory_tbps"] * 1e12)
-    step = max(compute + memory, kernels_per_step(s) * KERNEL_LAUNCH_S)
+    step = math.hypot(compute + memory, kernels_per_step(s) * KERNEL_LAUNCH_S)  # OVERLAP_NORM = 2
     assert t["step"]["seconds"] == pytest.approx(step, rel=1e-3)  # 4 significant digits in the plan
     assert t["hours"] == pytest.approx(100_000_000 / (2048 / step) / 3600, rel=1e-3)
     assert t["tokens"] == 100_000_000 and "derived.total_tokens" in t["basis"]
@@ -72,9 +74,11 @@ def test_small_steps_are_bound_by_kernel_launches_large_ones_by_compute() -> Non
     gpu = catalog.gpus()["H100"]
     small = step_roofline(setup(QWEN05), gpu)
     assert small["bound"] == "host (kernel launches)"
-    assert small["step_s"] == small["launch_s"] > small["compute_s"] + small["memory_s"]
+    assert small["launch_s"] > 2 * (small["compute_s"] + small["memory_s"])
+    assert small["launch_s"] < small["step_s"] < 1.15 * small["launch_s"]  # the larger leg dominates
     big = step_roofline(setup(LLAMA8B, training__micro_batch_size=4), gpu)
-    assert big["bound"] == "compute" and big["step_s"] == big["compute_s"] + big["memory_s"]
+    assert big["bound"] == "compute"
+    assert big["compute_s"] + big["memory_s"] < big["step_s"] < 1.05 * (big["compute_s"] + big["memory_s"])
     # LoRA issues more kernels than full fine-tuning (5 ops per adapter), checkpointing re-runs the forward
     lora = setup(QWEN05, adapter__type="lora")
     assert kernels_per_step(lora) > kernels_per_step(setup(QWEN05))
