@@ -29,20 +29,23 @@ class Resolved:
     warnings: list[Diagnostic] = field(default_factory=list)
 
 
-def load(path: str | Path, dialect: str | None = None) -> tuple[Document, dict[str, Any], str, list[Diagnostic]]:
-    """parse → detect → translate → validate: (document, valid loft config, dialect, warnings)."""
-    doc, config, name, warnings, _locate = _load(path, dialect)
+def load(path: str | Path, dialect: str | None = None, overrides: dict[str, Any] | None = None
+         ) -> tuple[Document, dict[str, Any], str, list[Diagnostic]]:
+    """parse → detect → translate → (--set overrides) → validate: (document, valid loft config, dialect, warnings)."""
+    doc, config, name, warnings, _locate = _load(path, dialect, overrides)
     return doc, config, name, warnings
 
 
-def _load(path: str | Path, dialect: str | None) -> tuple[Document, dict[str, Any], str, list[Diagnostic], Locate]:
+def _load(path: str | Path, dialect: str | None, overrides: dict[str, Any] | None = None
+          ) -> tuple[Document, dict[str, Any], str, list[Diagnostic], Locate]:
     from .dialects import detect
+    from .overrides import apply
     from .validate import validate
 
     doc = parse(path)
     name, _reason = detect(doc, dialect)
     if name != "axolotl":
-        return doc, validate(doc.data, doc=doc), name, [], lambda d: d
+        return doc, validate(apply(doc.data, overrides or {}), doc=doc), name, [], lambda d: d
     from .dialects.axolotl import translate_with_sources
     from .validate import document_errors
 
@@ -52,7 +55,7 @@ def _load(path: str | Path, dialect: str | None) -> tuple[Document, dict[str, An
     config, warnings, sources = translate_with_sources(doc)
     locate = _axolotl_locator(doc, sources)
     try:
-        config = validate(config, doc=None, file=doc.path)
+        config = validate(apply(config, overrides or {}), doc=None, file=doc.path)
     except ConfigError as e:
         raise ConfigError([locate(d) for d in e.diagnostics]) from None
     return doc, config, name, [locate(d) for d in warnings], locate
@@ -116,17 +119,19 @@ def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
 
 
 def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | None = None,
-         estimate: bool = True) -> Resolved:
+         estimate: bool = True, overrides: dict[str, Any] | None = None) -> Resolved:
     """load → resolve (→ estimate) → suspicious-combination warnings. Paths are relative to `out_dir`
     (the bundle), or to the config's directory when there is no bundle (check / estimate)."""
     from . import warnings as suspicious
 
-    doc, config, name, warnings, locate = _load(path, dialect)
+    doc, config, name, warnings, locate = _load(path, dialect, overrides)
     try:
         resolved = resolve(doc, config, dialect=name, out_dir=out_dir)
     except ConfigError as e:
         raise ConfigError([locate(d) for d in e.diagnostics]) from None
     the_plan = resolved.plan
+    if overrides:
+        the_plan["source"]["overrides"] = dict(sorted(overrides.items()))
     if estimate:
         from .estimate import estimate_plan
 
@@ -138,23 +143,24 @@ def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | Non
 
 
 def compile(path: str | Path, out_dir: str | Path, dialect: str | None = None,
-            on_warnings: WarningHook | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+            on_warnings: WarningHook | None = None, overrides: dict[str, Any] | None = None
+            ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """plan → render: (plan, every bundle file except MANIFEST.sha256). `on_warnings` sees the warnings
     before anything is rendered (the CLI prints them there, and raises in --strict mode)."""
     from .render import render_bundle
 
-    resolved = plan(path, out_dir=out_dir, dialect=dialect)
+    resolved = plan(path, out_dir=out_dir, dialect=dialect, overrides=overrides)
     if on_warnings is not None:
         on_warnings(resolved.warnings)
     return resolved.plan, render_bundle(resolved.plan, resolved.attachments)
 
 
 def build(path: str | Path, out_dir: str | Path, force: bool = False, dialect: str | None = None,
-          on_warnings: WarningHook | None = None) -> dict[str, Any]:
+          on_warnings: WarningHook | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """compile → write the bundle atomically; returns the plan."""
     from .bundle import write_bundle
 
-    the_plan, files = compile(path, out_dir, dialect=dialect, on_warnings=on_warnings)
+    the_plan, files = compile(path, out_dir, dialect=dialect, on_warnings=on_warnings, overrides=overrides)
     write_bundle(Path(out_dir), files, force)
     return the_plan
 

@@ -91,7 +91,8 @@ def _check_sources(run_dir: Path, on_disk: dict[str, bytes], bad: set[str], conf
     from . import pipeline  # imported late: verifying a bare bundle needs none of the stages
 
     try:
-        _, new_files = pipeline.compile(cfg_path, out_dir=run_dir)
+        _, new_files = pipeline.compile(cfg_path, out_dir=run_dir,  # with the `--set` overrides it was built with
+                                        overrides=plan["source"].get("overrides") or None)
     except ConfigError as e:
         return [Diagnostic(f"cannot rebuild from {cfg_path}: {d.render()}", file=str(cfg_path), severity="warning",
                            code="sources-not-checked") for d in e.diagnostics]

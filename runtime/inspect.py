@@ -205,7 +205,9 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
     except (PlanError, PrepareError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(render_terminal(views, color=not args.no_color and sys.stdout.isatty()))
+    from .progress import color_enabled
+
+    print(render_terminal(views, color=not args.no_color and color_enabled(sys.stdout)))  # NO_COLOR honoured
     if args.html:
         args.html.write_text(render_html(views, f"loft debug-tokens {args.run_dir}"), encoding="utf-8")
         print(f"wrote {args.html}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -18,12 +19,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dialect", choices=("loft", "axolotl"), default=None, help="skip dialect detection")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config key (YAML value; repeatable), e.g. --set training.learning_rate=1e-4 "
+                        "--set data.datasets[0].weight=2; recorded in plan.lock as source.overrides")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
 
 
-def warning_printer(strict: bool) -> Any:
-    """The pipeline's warning hook: print warnings, or raise them as errors under --strict."""
+def warning_printer(strict: bool, seen: list[Diagnostic] | None = None) -> Any:
+    """The pipeline's warning hook: print warnings (and keep them in `seen`), or raise them as errors
+    under --strict."""
 
     def hook(warnings: list[Diagnostic]) -> None:
+        if seen is not None:
+            seen.extend(warnings)
         if strict and warnings:
             from dataclasses import replace
 
@@ -36,10 +44,20 @@ def warning_printer(strict: bool) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import pipeline
+    from .. import overrides, pipeline
 
+    warnings: list[Diagnostic] = []
     plan = pipeline.build(args.config, args.out, force=args.force, dialect=args.dialect,
-                          on_warnings=warning_printer(args.strict))
+                          on_warnings=warning_printer(args.strict, warnings),
+                          overrides=overrides.parse(args.overrides) or None)
+    if args.json:
+        vram = (plan.get("estimate") or {}).get("vram") or {}
+        print(json.dumps({"ok": True, "out": str(args.out), "name": plan["name"], "derived": plan["derived"],
+                          "overrides": plan["source"].get("overrides", {}),
+                          "estimate": {"total_gib": vram.get("total_gib"),
+                                       "hours": ((plan.get("estimate") or {}).get("time") or {}).get("hours")},
+                          "warnings": [w.as_json() for w in warnings]}, sort_keys=True, ensure_ascii=False))
+        return 0
     if not args.quiet:
         d = plan["derived"]
         steps = d.get("total_steps")

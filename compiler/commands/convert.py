@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import tempfile
@@ -44,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
                            for w in warnings])
     for w in warnings:
         print(w.render(), file=sys.stderr)
+    if getattr(args, "json", False):
+        if args.out is not None:
+            write(Path(args.out), text, force=args.force)
+        print(json.dumps({"ok": True, "out": args.out, "config": text if args.out is None else None,
+                          "warnings": [w.as_json() for w in warnings]}, sort_keys=True, ensure_ascii=False))
+        return 0
     if args.out is None:
         sys.stdout.write(text)
         return 0

@@ -49,6 +49,13 @@ def run(args: argparse.Namespace) -> int:
         print(e.render(), file=sys.stderr)
         return 2  # like git diff --exit-code: 1 means "differ", trouble is 2
     changes = diff_plans(a, b)
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": True, "a": str(args.a), "b": str(args.b), "differ": bool(changes),
+                          "changes": [{"group": c.group, "key": c.key, "kind": c.kind,
+                                       "old": None if c.kind == "added" else c.old,
+                                       "new": None if c.kind == "removed" else c.new} for c in changes],
+                          "headlines": [vars(h) for h in headlines(a, b)]}, sort_keys=True, default=repr))
+        return 1 if args.exit_code and changes else 0
     fmt = format_md if args.format == "md" else format_text
     sys.stdout.write(fmt(changes, headlines(a, b), str(args.a), str(args.b)))
     return 1 if args.exit_code and changes else 0

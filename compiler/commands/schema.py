@@ -22,7 +22,13 @@ def run(args: argparse.Namespace) -> int:
     from ..validate import SCHEMA_DIR, load_schema
 
     if args.table:
-        sys.stdout.write(markdown_table(load_schema()))
+        table = markdown_table(load_schema())
+        if getattr(args, "json", False):  # the schemas themselves are JSON already; the table is wrapped
+            import json
+
+            print(json.dumps({"ok": True, "table": table}))
+        else:
+            sys.stdout.write(table)
         return 0
     name = "plan" if args.plan else "config"
     sys.stdout.write((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
