@@ -24,6 +24,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, did_you_mean
+from .locks import bundle_locks
 from .resources import data_dir
 
 STAGES = ("prepare", "train", "eval", "merge", "export")
@@ -57,7 +58,8 @@ def render_bundle(plan: dict[str, Any], attachments: dict[str, bytes]) -> dict[s
     files["sweep.jsonl"] = "".join(
         json.dumps(t, sort_keys=True, ensure_ascii=False) + "\n" for t in plan.get("sweep") or [{"trial": 0, "overrides": {}}]
     ).encode()
-    files["requirements.lock"] = requirements_lock(plan).encode()
+    for rel, text in bundle_locks(plan["config"], view["gpus_per_node"]).items():
+        files[rel] = text.encode()
     for rel, data in attachments.items():
         files[_safe_rel(rel)] = data
     files.update(runtime_files())
@@ -355,30 +357,6 @@ def ds_config(plan: dict[str, Any]) -> dict[str, Any]:
         out["optimizer"] = {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
                                                         "weight_decay": "auto"}}
     return out
-
-
-def requirements_lock(plan: dict[str, Any]) -> str:
-    """`pkg==version` lines from plan["versions"]: what `pip install -r requirements.lock` needs."""
-    cfg = plan["config"]
-    versions: dict[str, str] = dict(plan.get("versions") or {})
-    python = versions.pop("python", None)
-    versions.pop("loft", None)
-    if int(cfg.get("deepspeed", {}).get("stage") or 0) == 0:
-        versions.pop("deepspeed", None)
-    lines = [  # no config text here: pip reads every line, and a newline in a name would add an option
-        f"# Packages for this loft bundle (loft {plan.get('loft_version', '')}).",
-        "# Install on the training machine: pip install -r requirements.lock",
-    ]
-    if python:
-        lines.append(f"# python {python}")
-    for pkg in sorted(versions, key=str.lower):
-        spec = str(versions[pkg]).split("+", 1)[0]
-        req = f"{pkg}{spec}" if spec[:1] in "<>=!~" else f"{pkg}=={spec}"
-        if pkg == "torch":
-            req += (f"  # for a given CUDA build: pip install torch=={spec} "
-                    "--index-url https://download.pytorch.org/whl/cu128")
-        lines.append(req)
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- plan.md

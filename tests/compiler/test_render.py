@@ -31,7 +31,7 @@ def test_local_bundle_files_and_plan_lock_is_canonical() -> None:
     files = render_bundle(plan, {"chat_template.jinja": b"{{ x }}", "data/chat.jsonl": b"{}\n"})
     top = sorted(p for p in files if not p.startswith("loft/"))
     assert top == ["chat_template.jinja", "data/chat.jsonl", "launch.sh", "plan.lock", "plan.md",
-                   "requirements.lock", "sweep.jsonl"]
+                   "requirements.lock", "requirements/eval-vllm.lock", "requirements/locks.json", "sweep.jsonl"]
     assert files["plan.lock"] == (json.dumps(plan, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
     assert list(files) == sorted(files)
     assert files["sweep.jsonl"] == b'{"overrides": {}, "trial": 0}\n'
@@ -109,10 +109,12 @@ def test_no_deepspeed_no_ds_config_and_no_deepspeed_requirement() -> None:
     files = render_bundle(sample_plan(), {})
     assert "ds_config.json" not in files
     req = files["requirements.lock"].decode()
-    assert "deepspeed" not in req
-    assert "torch==2.13.0  #" in req and "download.pytorch.org" in req and "+cpu" not in req
-    lines = [ln for ln in req.splitlines() if ln and not ln.startswith("#")]
-    assert lines == sorted(lines, key=str.lower)
+    assert "deepspeed" not in req and "bitsandbytes" not in req and "wandb" not in req
+    pins = [ln for ln in req.splitlines() if ln and not ln[0].isspace() and not ln.startswith(("#", "-"))]
+    assert any(p.startswith("torch==2.13.0 ") for p in pins) and "+cpu" not in req
+    names = [p.split("==")[0] for p in pins]
+    assert names == sorted(names) and len(pins) > 40  # every transitive package, not 12 tops
+    assert req.count("--hash=sha256:") >= len(pins)
 
 
 def test_fsdp_accelerate_config_and_launch() -> None:
