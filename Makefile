@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench lock clean
 
 # torch is pinned in the same pip command as the rest: this machine holds the 2.13.0 CPU wheel,
 # while an unpinned torch would pull a multi-GB CUDA build.
@@ -35,6 +35,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/build_speed.py
 	$(PY) benchmarks/estimator_accuracy.py
+
+# Maintainers: re-resolve targets/locks/ from targets/requirements.json (uv; needs PyPI, and the PyTorch
+# wheel index for the cu126/cu128 builds; locks whose index is unreachable are reported and kept as they are).
+lock: $(STAMP)
+	$(PY) -m loft.compiler.lockgen --uv $(VENV)/bin/uv
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache

@@ -96,9 +96,7 @@ def _via(block: list[str]) -> tuple[str, ...]:
             in_via = True
             if rest:
                 out.append(rest)
-        elif in_via and s.startswith("#   "):
-            out.append(s[1:].strip())
-        elif in_via and s.startswith("#"):
+        elif (in_via and s.startswith("#   ")) or (in_via and s.startswith("#")):
             out.append(s[1:].strip())
     return tuple(normalize(v) if not v.startswith("-r") else v for v in out if v)
 
@@ -169,6 +167,20 @@ def plan_roots(cfg: dict[str, Any]) -> set[str]:
     return {normalize(r) for r in roots}
 
 
+# import name of each top-level package whose import launch.sh's preflight and `check` try
+_IMPORTS = {"accelerate": "accelerate", "bitsandbytes": "bitsandbytes", "cut-cross-entropy": "cut_cross_entropy",
+            "datasets": "datasets", "deepspeed": "deepspeed", "huggingface-hub": "huggingface_hub", "jinja2": "jinja2",
+            "liger-kernel": "liger_kernel", "matplotlib": "matplotlib", "numpy": "numpy", "peft": "peft",
+            "pyarrow": "pyarrow", "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch",
+            "transformers": "transformers", "wandb": "wandb"}
+
+
+def plan_imports(cfg: dict[str, Any]) -> list[str]:
+    """Modules the runtime will import for this plan, torch first (build tools such as ninja left out)."""
+    names = sorted({_IMPORTS[r] for r in plan_roots(cfg) if r in _IMPORTS} - {"torch"})
+    return ["torch", *names, *(["flash_attn"] if needs_flash_attn(cfg) else [])]
+
+
 def needs_flash_attn(cfg: dict[str, Any]) -> bool:
     return str(cfg.get("model", {}).get("attn_implementation")) == "flash_attention_2"
 
@@ -222,7 +234,8 @@ def bundle_locks(cfg: dict[str, Any], gpus_per_node: int) -> dict[str, str]:
     candidates = [chosen] if chosen else [n for n in all_builds if made[n] is not None]
     default = candidates[-1] if candidates else None
     files: dict[str, str] = {}
-    index: dict[str, Any] = {"target_cuda": want, "default": default, "python": req["python"], "builds": {}}
+    index: dict[str, Any] = {"target_cuda": want, "default": default, "python": req["python"], "builds": {},
+                             "imports": plan_imports(cfg)}
     for name, b in all_builds.items():
         lock = made[name]
         entry: dict[str, Any] = {"cuda": b["cuda"], "index": b.get("index"), "file": None}

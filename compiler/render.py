@@ -24,13 +24,13 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ConfigError, did_you_mean
-from .locks import bundle_locks
+from .locks import bundle_locks, needs_flash_attn, needs_vllm_env, plan_imports
 from .resources import data_dir
 
 STAGES = ("prepare", "train", "eval", "merge", "export")
 RUNTIME_PREFIX = "loft/runtime/"
-# Import names the preflight in launch.sh checks before running anything.
-_CORE_MODULES = ("torch", "transformers", "peft", "datasets", "accelerate", "safetensors")
+# Slurm sends USR1 this long before the time limit: train saves a checkpoint and the job requeues itself.
+SLURM_SIGNAL_S = 600
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SLURM_SAFE = re.compile(r"[A-Za-z0-9_.:,+@%=/-]+")  # always fullmatch: `$` would pass a trailing newline
 _TOKEN = re.compile(r"[a-z][a-z_]*")
@@ -278,13 +278,7 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
     if wandb:
         wandb_view = {"mode": wandb.get("mode", "online"), "key_env": wandb.get("api_key_env") or "WANDB_API_KEY",
                       "project": wandb.get("project")}
-    modules = list(_CORE_MODULES)
-    if deepspeed_config:
-        modules.append("deepspeed")
-    if cfg.get("adapter", {}).get("type") == "qlora" or "8bit" in str(cfg.get("training", {}).get("optimizer")):
-        modules.append("bitsandbytes")
-    if wandb_view:
-        modules.append("wandb")
+    modules = plan_imports(cfg)
     precision = cfg.get("training", {}).get("precision", "bf16")
     return {
         "name": plan.get("name", "run"),
@@ -314,7 +308,20 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
         "slurm": target_cfg.get("slurm") or {},
         "skypilot": target_cfg.get("skypilot") or {},
         "provider": target_cfg.get("provider"),
+        "flash_attn": needs_flash_attn(cfg),
+        "vllm_env": gpus > 0 and needs_vllm_env(cfg),
+        "eval_backend": (cfg.get("eval") or {}).get("backend", "auto"),
+        "sky_bucket": _bucket_name(plan),
+        "slurm_signal_s": SLURM_SIGNAL_S,
     }
+
+
+def _bucket_name(plan: dict[str, Any]) -> str:
+    """A SkyPilot storage name for out/: 3-63 lowercase letters, digits and hyphens, the same for every
+    build of the same source (so a relaunch finds its checkpoints), different for different sources."""
+    stem = re.sub(r"[^a-z0-9]+", "-", str(plan.get("name", "run")).lower()).strip("-")[:40] or "run"
+    sha = str((plan.get("source") or {}).get("sha256") or "0" * 8)[:8]
+    return f"loft-{stem}-{sha}"
 
 
 def ds_config(plan: dict[str, Any]) -> dict[str, Any]:

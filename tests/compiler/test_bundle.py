@@ -162,16 +162,18 @@ def test_launch_sh_runs_stages_from_any_cwd(tmp_path: Path) -> None:
     fake.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == - ]]; then cat >/dev/null; exit 0; fi\n'
                     f'echo "$PYTHONPATH|$*" >> {log}\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "PYTHONPATH": ""}
+    env = {**os.environ, "PYTHON": str(fake), "PYTHONPATH": "", "LOFT_EVAL_VENV": str(tmp_path / "vllm-env")}
     r = subprocess.run(["bash", "elsewhere/copy/launch.sh"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    calls = log.read_text().splitlines()
+    calls = [c for c in log.read_text().splitlines() if "-m venv" not in c]  # (vLLM's own env, for eval)
     real = str(moved.resolve())
-    assert calls == [f"{real}|-m loft.runtime {s} {real}" for s in ("prepare", "train", "eval", "merge", "export")]
+    assert calls == [f"{real}|-m loft.runtime.check {real} --stage all"] + [
+        f"{real}|-m loft.runtime {s} {real}" for s in ("prepare", "train", "eval", "merge", "export")]
     env["LOFT_TRIAL"] = "0"
     log.unlink()
     subprocess.run(["bash", str(moved / "launch.sh"), "train"], env=env, check=True, capture_output=True)
-    assert log.read_text().splitlines() == [f"{real}|-m loft.runtime train {real} --trial 0"]
+    assert log.read_text().splitlines() == [f"{real}|-m loft.runtime.check {real} --stage train",
+                                            f"{real}|-m loft.runtime train {real} --trial 0"]
 
 
 def test_launch_sh_says_train_resumes(tmp_path: Path) -> None:

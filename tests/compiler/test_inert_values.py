@@ -96,7 +96,7 @@ def test_every_script_of_every_target_runs_with_hostile_values_and_the_marker_ne
             runs.append(["bash", "slurm.sbatch"])
         if "sky.yaml" in files:
             sky = YAML(typ="safe", pure=True).load(files["sky.yaml"].decode())
-            assert set(sky) <= {"name", "workdir", "num_nodes", "resources", "secrets", "setup", "run", "envs"}
+            assert set(sky) <= {"name", "workdir", "num_nodes", "resources", "secrets", "setup", "run", "envs", "file_mounts"}
             assert sky["resources"].get("cloud") == value
             runs.append(["bash", "-c", sky["run"]])
         if "accelerate.yaml" in files:

@@ -118,6 +118,6 @@ def test_target_cuda_pins_one_build() -> None:
     index = json.loads(_files(plan)["requirements/locks.json"])
     assert list(index["builds"]) == ["cu130"] and index["target_cuda"] == "13.0"
     if locks.load("train-cu128") is None:  # not generated where the PyTorch index is unreachable
-        with pytest.raises(ConfigError, match="no package lock for CUDA 12.8") as e:
+        with pytest.raises(ConfigError, match=r"no package lock for CUDA 12\.8") as e:
             _files(set_key(sample_plan(), "config.target.cuda", "12.8"))
         assert e.value.diagnostics[0].key == "target.cuda" and "make lock" in str(e.value.diagnostics[0].hint)
