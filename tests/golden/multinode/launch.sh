@@ -3,8 +3,10 @@
 # Generated file: change the config and rebuild instead of editing it. (No config text appears in these
 # comments: a value is only ever written as a quoted shell word below.)
 #
-# usage: bash launch.sh [all|prepare|train|eval|merge|export]
-#   all (default) runs: prepare train eval export
+# usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export]
+#   all (default) runs check, then: prepare train eval export
+#   install: pip-installs the lock that fits this machine's NVIDIA driver (requirements/locks.json) into
+#   $PYTHON's environment; check: driver, GPUs, free memory and disk, packages working on the GPU.
 #   Multi-node: run the same command on each of the 2 nodes, with NODE_RANK (0..1),
 #   MASTER_ADDR (node 0's address) and MASTER_PORT (default 29500) set; eval/merge/export run on node 0.
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
@@ -28,16 +30,19 @@ N_TRIALS=1
 
 usage() {
   cat >&2 <<'USAGE'
-usage: bash launch.sh [all|prepare|train|eval|merge|export]
-  all (default): prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
-  env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1
+usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export]
+  all (default): check, then prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
+  install: pip install the lock that fits this machine's driver (run it in the venv you will train in)
+  check: is this machine ready (driver, GPUs, free memory, disk, packages on the GPU)? exit 1 lists why not
+  env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1 (no import check, no
+       check), LOFT_EVAL_VENV=DIR (vLLM's own environment; default ~/.cache/loft/eval-vllm-<lock hash>)
 USAGE
   echo "  this bundle: $LOFT_BUNDLE_NAME (target $LOFT_TARGET), compiled from $LOFT_SOURCE_FILE" >&2
 }
 
 STAGE="${1:-all}"
 case "$STAGE" in
-  all|prepare|train|eval|merge|export) ;;
+  all|check|install|prepare|train|eval|merge|export) ;;
   -h|--help|help) usage; exit 0 ;;
   *) echo "launch.sh: unknown stage '$STAGE'" >&2; usage; exit 2 ;;
 esac
@@ -59,16 +64,46 @@ elif [[ "$N_TRIALS" -gt 1 ]]; then
   echo "    run a trial with LOFT_TRIAL=N (0..$((N_TRIALS - 1))); its outputs go to $OUTPUT_DIR/trial-N" >&2
 fi
 
-preflight() {
-  if [[ -n "${LOFT_SKIP_PREFLIGHT:-}" ]]; then
-    return 0
-  fi
+need_python() {
   if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "launch.sh: no Python interpreter '$PYTHON' (set PYTHON=/path/to/python)" >&2
     exit 1
   fi
+}
+
+# pip-install the lock that fits this machine's driver (the runtime's box module picks it; stdlib only)
+install_lock() {
+  need_python
+  local lock
+  lock="$("$PYTHON" -m loft.runtime.box lock "$RUN_DIR")" || exit 1
+  echo "==> loft: installing $lock into the environment of $PYTHON" >&2
+  "$PYTHON" -m pip install --require-hashes -r "$RUN_DIR/$lock"
+  build_flash_attn
+}
+
+# flash-attn has no wheel on PyPI for this torch: compile it against the installed torch, once, before prepare
+build_flash_attn() {
+  if "$PYTHON" -c 'import flash_attn' >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "==> loft: building flash-attn against the installed torch (model.attn_implementation: flash_attention_2)" >&2
+  echo "    needs nvcc from a CUDA toolkit matching torch's CUDA; takes 10-60 minutes (MAX_JOBS limits its memory)" >&2
+  "$PYTHON" -m pip install --no-build-isolation --no-deps --require-hashes -r "$RUN_DIR/requirements/flash-attn.lock"
+}
+
+# the machine against the plan: every problem listed, exit 1 (launch.sh check, and first in launch.sh all/train)
+run_check() {
+  need_python
+  "$PYTHON" -m loft.runtime.check "$RUN_DIR" --stage "$STAGE"
+}
+
+preflight() {
+  if [[ -n "${LOFT_SKIP_PREFLIGHT:-}" ]]; then
+    return 0
+  fi
+  need_python
   local missing
-  missing="$("$PYTHON" - torch transformers peft datasets accelerate safetensors deepspeed <<'PY'
+  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 liger_kernel matplotlib numpy peft pyarrow safetensors tokenizers transformers flash_attn <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
@@ -101,6 +136,24 @@ run_stage() {
   "$PYTHON" -m loft.runtime "$1" "$RUN_DIR" ${TRIAL_ARGS[@]+"${TRIAL_ARGS[@]}"}
 }
 
+# vLLM pins its own torch: it lives in its own venv, made once from requirements/eval-vllm.lock (keyed by
+# the lock's hash, so bundles with the same lock share it) and passed to eval as LOFT_VLLM_PYTHON.
+eval_env() {
+  local lock="$RUN_DIR/requirements/eval-vllm.lock"
+  local sum venv
+  sum="$(sha256sum "$lock" | cut -c1-16)"
+  venv="${LOFT_EVAL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/loft/eval-vllm-$sum}"
+  if [[ ! -f "$venv/.loft-installed" ]]; then
+    echo "==> loft: making vLLM's own environment in $venv (made once, then reused)" >&2
+    if ! { "$PYTHON" -m venv "$venv" && "$venv/bin/python" -m pip install --require-hashes -r "$lock"; } >&2; then
+      echo "==> loft: vLLM could not be installed into $venv; eval generates with transformers" >&2
+      return 0
+    fi
+    touch "$venv/.loft-installed"
+  fi
+  export LOFT_VLLM_PYTHON="$venv/bin/python"
+}
+
 run_train() {
   local ckpts="$OUT${LOFT_TRIAL:+/trial-$LOFT_TRIAL}/checkpoints"
   if compgen -G "$ckpts/checkpoint-*" >/dev/null; then
@@ -117,13 +170,27 @@ run_train() {
 run_named() {
   if [[ "$1" == train ]]; then
     run_train
+  elif [[ "$1" == eval ]]; then
+    eval_env
+    run_stage eval
   else
     run_stage "$1"
   fi
 }
 
 cd "$RUN_DIR"
+case "$STAGE" in
+  install) install_lock; exit 0 ;;
+  check) run_check; exit $? ;;
+esac
+if [[ -z "${LOFT_SKIP_PREFLIGHT:-}" && ( "$STAGE" == all || "$STAGE" == prepare || "$STAGE" == train ) ]]; then
+  need_python
+  build_flash_attn
+fi
 preflight
+if [[ -z "${LOFT_SKIP_PREFLIGHT:-}" && ( "$STAGE" == all || "$STAGE" == train ) ]]; then
+  run_check
+fi
 if [[ "$STAGE" != all ]]; then
   run_named "$STAGE"
   exit 0

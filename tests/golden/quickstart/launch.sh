@@ -3,8 +3,10 @@
 # Generated file: change the config and rebuild instead of editing it. (No config text appears in these
 # comments: a value is only ever written as a quoted shell word below.)
 #
-# usage: bash launch.sh [all|prepare|train|eval|merge|export]
-#   all (default) runs: prepare train eval merge export
+# usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export]
+#   all (default) runs check, then: prepare train eval merge export
+#   install: pip-installs the lock that fits this machine's NVIDIA driver (requirements/locks.json) into
+#   $PYTHON's environment; check: driver, GPUs, free memory and disk, packages working on the GPU.
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
 #   train resumes from the newest complete checkpoint in $OUTPUT_DIR/checkpoints (trial N:
 #   $OUTPUT_DIR/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
@@ -26,16 +28,19 @@ N_TRIALS=1
 
 usage() {
   cat >&2 <<'USAGE'
-usage: bash launch.sh [all|prepare|train|eval|merge|export]
-  all (default): prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
-  env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1
+usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export]
+  all (default): check, then prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
+  install: pip install the lock that fits this machine's driver (run it in the venv you will train in)
+  check: is this machine ready (driver, GPUs, free memory, disk, packages on the GPU)? exit 1 lists why not
+  env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1 (no import check, no
+       check), LOFT_EVAL_VENV=DIR (vLLM's own environment; default ~/.cache/loft/eval-vllm-<lock hash>)
 USAGE
   echo "  this bundle: $LOFT_BUNDLE_NAME (target $LOFT_TARGET), compiled from $LOFT_SOURCE_FILE" >&2
 }
 
 STAGE="${1:-all}"
 case "$STAGE" in
-  all|prepare|train|eval|merge|export) ;;
+  all|check|install|prepare|train|eval|merge|export) ;;
   -h|--help|help) usage; exit 0 ;;
   *) echo "launch.sh: unknown stage '$STAGE'" >&2; usage; exit 2 ;;
 esac
@@ -57,16 +62,35 @@ elif [[ "$N_TRIALS" -gt 1 ]]; then
   echo "    run a trial with LOFT_TRIAL=N (0..$((N_TRIALS - 1))); its outputs go to $OUTPUT_DIR/trial-N" >&2
 fi
 
-preflight() {
-  if [[ -n "${LOFT_SKIP_PREFLIGHT:-}" ]]; then
-    return 0
-  fi
+need_python() {
   if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "launch.sh: no Python interpreter '$PYTHON' (set PYTHON=/path/to/python)" >&2
     exit 1
   fi
+}
+
+# pip-install the lock that fits this machine's driver (the runtime's box module picks it; stdlib only)
+install_lock() {
+  need_python
+  local lock
+  lock="$("$PYTHON" -m loft.runtime.box lock "$RUN_DIR")" || exit 1
+  echo "==> loft: installing $lock into the environment of $PYTHON" >&2
+  "$PYTHON" -m pip install --require-hashes -r "$RUN_DIR/$lock"
+}
+
+# the machine against the plan: every problem listed, exit 1 (launch.sh check, and first in launch.sh all/train)
+run_check() {
+  need_python
+  "$PYTHON" -m loft.runtime.check "$RUN_DIR" --stage "$STAGE"
+}
+
+preflight() {
+  if [[ -n "${LOFT_SKIP_PREFLIGHT:-}" ]]; then
+    return 0
+  fi
+  need_python
   local missing
-  missing="$("$PYTHON" - torch transformers peft datasets accelerate safetensors <<'PY'
+  missing="$("$PYTHON" - torch accelerate datasets huggingface_hub jinja2 matplotlib numpy peft pyarrow safetensors tokenizers transformers <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
@@ -113,7 +137,14 @@ run_named() {
 }
 
 cd "$RUN_DIR"
+case "$STAGE" in
+  install) install_lock; exit 0 ;;
+  check) run_check; exit $? ;;
+esac
 preflight
+if [[ -z "${LOFT_SKIP_PREFLIGHT:-}" && ( "$STAGE" == all || "$STAGE" == train ) ]]; then
+  run_check
+fi
 if [[ "$STAGE" != all ]]; then
   run_named "$STAGE"
   exit 0
