@@ -41,14 +41,16 @@ def eval_loss(model: Any, rows: Any, packing: bool, pad_id: int, batch_size: int
     import torch
     import torch.nn.functional as F
 
+    from .progress import progress
     from .train.collate import LoftCollator
 
     collate = LoftCollator(pad_token_id=pad_id, packing=packing)
     device = next(model.parameters()).device
     total, count = 0.0, 0
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), progress(len(rows), "eval loss", "rows") as bar:
         for start in range(0, len(rows), batch_size):
+            bar.update(min(batch_size, len(rows) - start))
             batch = collate([rows[i] for i in range(start, min(len(rows), start + batch_size))])
             batch.pop("sample_ids", None)
             labels = batch.pop("labels").to(device)

@@ -80,7 +80,9 @@ def evaluate_checkpoints(bundle: Bundle, tok: Any, rows: Any, packing: bool, pad
         chosen = [*chosen, (-1, final_dir(bundle))]
     base = None
     out: list[dict[str, Any]] = []
-    for step, path in chosen:
+    from .progress import track
+
+    for step, path in track(chosen, "eval checkpoints", unit="checkpoints"):
         adapter = (path / "adapter_config.json").is_file()
         if adapter and base is None:
             base = load_base_model(bundle, for_training=False)

@@ -108,7 +108,9 @@ def run(bundle: Bundle) -> int:
     root = bundle.out / "export"
     report: dict[str, Any] = {"source": str(src), "formats": {}}
     errors: list[str] = []
-    for fmt in formats:
+    from .progress import track
+
+    for fmt in track(formats, "export", unit="formats"):
         dest = root / fmt
         try:
             if fmt == "safetensors":

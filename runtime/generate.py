@@ -78,9 +78,11 @@ def generate_transformers(model: Any, tok: Any, prompts: list[list[int]], decodi
 
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    from .progress import track
+
     texts = []
     torch.manual_seed(decoding.seed)
-    for ids in prompts:
+    for ids in track(prompts, "generate", unit="prompts"):
         inp = torch.tensor([ids], dtype=torch.long, device=device)
         with torch.no_grad():
             gen = model.generate(input_ids=inp, attention_mask=torch.ones_like(inp),

@@ -3,6 +3,7 @@ row in, as one arrow table (in process, or through `Dataset.map` workers when nu
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from itertools import chain
@@ -99,12 +100,15 @@ def tokenize_in_process(raw: Any, fn: TokenizeBatch, fingerprint: str, importer:
     tokenizer; an arrow writer per batch): batches in, one arrow table out, written once by the cache.
     `raw` is a Dataset or plain columns (`jsonl_columns`)."""
     import pyarrow as pa
+    from loft.runtime.progress import progress
 
     n = len(raw[LINE]) if isinstance(raw, dict) else len(raw)
     parts = []
-    for lo in range(0, n, batch_size):
-        batch = {k: v[lo:lo + batch_size] for k, v in raw.items()} if isinstance(raw, dict) else raw[lo:lo + batch_size]
-        parts.append(fn(batch, list(range(lo, lo + len(batch[LINE])))))
+    with progress(n, f"tokenize {fn.encoder.spec.name}", "rows") as bar:
+        for lo in range(0, n, batch_size):
+            batch = {k: v[lo:lo + batch_size] for k, v in raw.items()} if isinstance(raw, dict) else raw[lo:lo + batch_size]
+            parts.append(fn(batch, list(range(lo, lo + len(batch[LINE])))))
+            bar.update(len(batch[LINE]))
     importer.join()
     datasets = datasets_module()
     features = TOKENIZED_FEATURES()
@@ -113,9 +117,16 @@ def tokenize_in_process(raw: Any, fn: TokenizeBatch, fingerprint: str, importer:
 
 
 def import_datasets() -> None:
+    """`datasets`' own bars (the multi-process tokenize map, save_to_disk) only on a terminal: in a log file
+    they are a wall of carriage returns; loft's own progress lines (progress.py) report there instead."""
+    import sys
+
     import datasets
 
-    datasets.disable_progress_bars()
+    if sys.stderr.isatty() and os.environ.get("LOFT_PROGRESS", "1") != "0":
+        datasets.enable_progress_bars()
+    else:
+        datasets.disable_progress_bars()
 
 
 def datasets_module() -> Any:
