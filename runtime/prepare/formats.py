@@ -19,6 +19,24 @@ COMMON_ROLES = {
     "function": "tool", "ipython": "tool", "observation": "tool",
 }
 FORMATS = ("messages", "sharegpt", "alpaca", "completion", "input_output")
+SPECIAL_TOKENS = ("template", "tokenizer", "none")
+
+# The Alpaca prompt in each of Axolotl's prompt styles (axolotl.prompters.AlpacaPrompter, with its default
+# system prompts): (system line, turn with input, turn without input). The response follows the turn.
+_ALPACA_SYSTEM = ("Below is an instruction that describes a task, paired with an input that provides further "
+                  "context. Write a response that appropriately completes the request.")
+_ALPACA_SYSTEM_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately "
+                           "completes the request.")
+ALPACA_STYLES: dict[str, tuple[str, str, str]] = {
+    "instruct": ("{system}\n\n", "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+                 "### Instruction:\n{instruction}\n\n### Response:\n"),
+    "chat": ("SYSTEM: {system}\n", "USER: {instruction}\n{input}\nASSISTANT:", "USER: {instruction}\nASSISTANT:"),
+    "chatml": ("<|im_start|>system\n{system}<|im_end|>\n",
+               "<|im_start|>user\n{instruction}\n{input}<|im_end|>\n<|im_start|>assistant\n",
+               "<|im_start|>user\n{instruction}<|im_end|>\n<|im_start|>assistant\n"),
+    "phi": ("<|system|>\n{system}<|end|>\n", "<|user|>\n{instruction}<|end|>{input}<|assistant|>",
+            "<|user|>\n{instruction}<|end|>\n<|assistant|>\n"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,10 @@ class DatasetSpec:
     roles_to_train: tuple[str, ...] = ("assistant",)
     train_on_eos: str = "turn"
     fields: dict[str, str] = field(default_factory=dict)
+    prompt_style: str | None = None  # alpaca: render Axolotl's Alpaca prompt in this style (not the template)
+    special_tokens: str = "template"  # segments: template (bos + eos) | tokenizer (its own, per segment) | none
+    message_field_training: str | None = None  # per-message trained flag (overrides roles_to_train)
+    drop_system_message: bool = False
 
     @classmethod
     def from_config(cls, entry: dict[str, Any]) -> DatasetSpec:
@@ -49,6 +71,10 @@ class DatasetSpec:
             roles_to_train=tuple(entry.get("roles_to_train") or ("assistant",)),
             train_on_eos=entry.get("train_on_eos") or "turn",
             fields={k: v for k, v in (entry.get("fields") or {}).items() if v},  # null = the default name
+            prompt_style=entry.get("prompt_style"),
+            special_tokens=entry.get("special_tokens") or "template",
+            message_field_training=entry.get("message_field_training"),
+            drop_system_message=bool(entry.get("drop_system_message")),
         )
 
     def tokenization_config(self) -> dict[str, Any]:
@@ -58,6 +84,10 @@ class DatasetSpec:
             "message_fields": dict(sorted(self.message_fields.items())), "roles": dict(sorted(self.roles.items())),
             "roles_to_train": list(self.roles_to_train), "train_on_eos": self.train_on_eos,
             "fields": dict(sorted(self.fields.items())),
+            **({"prompt_style": self.prompt_style} if self.prompt_style else {}),
+            **({"special_tokens": self.special_tokens} if self.special_tokens != "template" else {}),
+            **({"message_field_training": self.message_field_training} if self.message_field_training else {}),
+            **({"drop_system_message": True} if self.drop_system_message else {}),
         }
 
 
@@ -78,6 +108,8 @@ def normalize(row: dict[str, Any], spec: DatasetSpec) -> Example:
         raise BadSample("bad_type", f"_complete must be true/false, got {complete!r}")
     if spec.format in ("messages", "sharegpt"):
         return Example(messages=_chat(row, spec), complete=complete)
+    if spec.format == "alpaca" and spec.prompt_style:
+        return Example(segments=_alpaca_prompt(row, spec), complete=complete)
     if spec.format == "alpaca":
         return Example(messages=_alpaca(row, spec), complete=complete)
     if spec.format == "completion":
@@ -135,8 +167,15 @@ def _chat(row: dict[str, Any], spec: DatasetSpec) -> list[dict[str, Any]]:
         for prop, source in spec.message_fields.items():  # any other template property, e.g. reasoning_content: thinking
             if prop not in ("role", "content") and turn.get(source) is not None:
                 message[prop] = turn[source]
+        flag = turn.get(spec.message_field_training) if spec.message_field_training else None
+        if flag is not None:
+            message["training"] = bool(flag)
+        if spec.drop_system_message and role == "system":
+            continue
         messages.append(message)
-    if not any(m["role"] in spec.roles_to_train for m in messages):
+    if not messages:
+        raise BadSample("empty_conversation", f"{key!r} has only system messages")
+    if not any(m.get("training", m["role"] in spec.roles_to_train) for m in messages):
         raise BadSample("no_trainable_turn", f"no message with a role in roles_to_train {list(spec.roles_to_train)}")
     return messages
 
@@ -168,3 +207,18 @@ def _input_output(row: dict[str, Any], spec: DatasetSpec) -> list[tuple[str, boo
             out.append((seg["text"], bool(seg.get("label", True))))
         return out
     return [(_text(row, spec.fields.get("input", "input")), False), (_text(row, spec.fields.get("output", "output")), True)]
+
+
+def _alpaca_prompt(row: dict[str, Any], spec: DatasetSpec) -> list[tuple[str, bool]]:
+    """Axolotl's Alpaca prompt (its exact text for `prompt_style`) as (prompt, trained?) + (response, True);
+    the prompt is trained when inputs are (Axolotl's train_on_inputs: every role in roles_to_train)."""
+    f = spec.fields
+    instruction = _text(row, f.get("instruction", "instruction"))
+    extra_input = _text(row, f.get("input", "input"), required=False)
+    output = _text(row, f.get("output", "output"))
+    system, turn, turn_no_input = ALPACA_STYLES[str(spec.prompt_style)]
+    if extra_input:
+        prompt = system.format(system=_ALPACA_SYSTEM) + turn.format(instruction=instruction, input=extra_input)
+    else:
+        prompt = system.format(system=_ALPACA_SYSTEM_NO_INPUT) + turn_no_input.format(instruction=instruction)
+    return [(prompt, "user" in spec.roles_to_train), (output, True)]

@@ -26,6 +26,7 @@ from loft.runtime.prepare.render import SpanRenderer
 # and its cache do not change with the calendar; `plan.template.date_string` overrides it. This is the
 # date the Llama 3.x templates themselves use when no clock is available.
 DEFAULT_DATE = "26 Jul 2024"
+TRAIN_FLAG = "training"  # a message's own trained flag (Axolotl's message_field_training, normalised by formats)
 
 
 def template_variables(template_plan: dict[str, Any] | None) -> dict[str, Any]:
@@ -59,6 +60,22 @@ def eot_token_ids(tokenizer: Any, end_of_turn: str | None) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _spans_to_runs(spans: list[tuple[int, int]], offsets: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Char spans (sorted, disjoint) → token runs [first, last + 1): the tokens overlapping each span, one run
+    per span, so that two trained messages in a row stay two turns (each ends on its own end-of-turn)."""
+    runs: list[tuple[int, int]] = []
+    t, n = 0, len(offsets)
+    for s, e in spans:
+        while t < n and offsets[t][1] <= s:
+            t += 1
+        u = t
+        while u < n and offsets[u][0] < e:
+            u += 1
+        if u > t:
+            runs.append((t, u))
+    return runs
+
+
 def _span_to_tokens(enc: Any, start: int, end: int) -> tuple[int, int] | None:
     """Char span [start, end) → token run [first, last + 1) of the tokens it overlaps.
 
@@ -89,6 +106,7 @@ class Encoder:
         self._renderer: SpanRenderer | bool | None = None  # False: unavailable
         self.fast = True  # False when the fast path disagrees with apply_chat_template for this tokenizer
         self.mask_mode = "generation" if mask_mode == "generation" and tuple(spec.roles_to_train) == ("assistant",) \
+            and not spec.message_field_training \
             else "prefix"
 
     def __getstate__(self) -> dict[str, Any]:
@@ -308,28 +326,39 @@ class Encoder:
             e = examples[i]
             assert e.messages is not None
             text, ids, offsets = texts[n], enc["input_ids"][n], enc["offset_mapping"][n]
-            spans = self._message_spans(e.messages, text)
-            mask = [0] * len(ids)
-            span_idx = 0
-            for t, (ts, te) in enumerate(offsets):  # a token is trained if it overlaps a trained span
-                while span_idx < len(spans) and ts >= spans[span_idx][1]:
-                    span_idx += 1
-                if span_idx == len(spans):
-                    break
-                if te > spans[span_idx][0]:
-                    mask[t] = 1
-            turns = turns_from_runs(ids, runs_of(mask), self.eot_ids)
+            runs = _spans_to_runs(self._message_spans(e.messages, text), offsets)
+            turns = turns_from_runs(ids, runs, self.eot_ids)
             results[i] = self._finish(ids, turns, e.complete, text if self.keep_text else "")
         return results
 
+    def trains(self, message: dict[str, Any]) -> bool:
+        """Axolotl's rule: a message's own training flag (message_field_training) wins, else its role."""
+        flag = message.get(TRAIN_FLAG)
+        return bool(flag) if flag is not None else message["role"] in self.spec.roles_to_train
+
     def _message_spans(self, messages: list[dict[str, Any]], full: str) -> list[tuple[int, int]]:
-        """Character spans of the trained messages, from the lengths of rendered prefixes."""
+        """Character spans of the trained messages' content (never their role headers), one per message.
+
+        A message's block is the text its rendering adds to the prefix before it (with the generation
+        prompt before an assistant turn, so the assistant header is outside); its content is found inside
+        that block. A template that rewrites the content (strips it) is matched on the stripped text; one
+        that transforms it beyond that trains the whole block after the header."""
         spans = []
         for i, m in enumerate(messages):
-            if m["role"] not in self.spec.roles_to_train:
+            if not self.trains(m):
                 continue
             start = self._prefix_len(messages[:i], full, gen_prompt=m["role"] == "assistant") if i else 0
             end = self._prefix_len(messages[: i + 1], full, gen_prompt=False)
+            raw = m.get("content")
+            content = raw if isinstance(raw, str) else ""
+            for needle in (content, content.strip()):
+                at = full.find(needle, start, end) if needle else -1
+                if at >= 0:
+                    start, end = at, at + len(needle)
+                    break
+            else:
+                if not content.strip():
+                    continue  # an empty turn: nothing to train (Axolotl skips it too)
             if end > start:
                 spans.append((start, end))
         return spans
@@ -358,24 +387,33 @@ class Encoder:
 
     # -- template-free segments -----------------------------------------------------------------
     def _encode_segments(self, examples: Sequence[Example]) -> list[Encoded | BadSample]:
-        tok = self.tokenizer
+        """Template-free rows. `special_tokens` says what wraps the segments: template = bos first, eos
+        last (trained with the text); tokenizer = each segment tokenized with the tokenizer's own special
+        tokens, a leading bos dropped after the first, eos appended once (Axolotl's instruction and
+        completion strategies; a trained segment's labels are all its ids); none = the text alone
+        (Axolotl's input_output)."""
+        tok, mode = self.tokenizer, self.spec.special_tokens
         flat = [text for e in examples for text, _ in (e.segments or [])]
-        enc = tok(flat, add_special_tokens=False)["input_ids"] if flat else []
+        enc = tok(flat, add_special_tokens=(mode == "tokenizer"))["input_ids"] if flat else []
         bos, eos = tok.bos_token_id, tok.eos_token_id
         results: list[Encoded | BadSample] = []
         k = 0
         for e in examples:
             segs = e.segments or []
-            ids: list[int] = [bos] if bos is not None else []
+            ids: list[int] = [bos] if bos is not None and mode == "template" else []
             labels: list[int] = [IGNORE] * len(ids)
-            for _text, trained in segs:
-                piece = enc[k]
+            for n, (text, trained) in enumerate(segs):
+                piece = list(enc[k]) if text or mode != "tokenizer" else []
                 k += 1
+                if mode == "tokenizer" and n and piece and piece[0] == bos:
+                    piece = piece[1:]
                 ids += piece
                 labels += piece if trained else [IGNORE] * len(piece)
-            if eos is not None and self.spec.train_on_eos != "none" and e.complete:
+            wants_eos = (mode == "template" and self.spec.train_on_eos != "none") or \
+                (mode == "tokenizer" and (not ids or ids[-1] != eos))
+            if eos is not None and wants_eos and e.complete:
                 ids.append(eos)  # a cut text never had its end: no eos appended
-                labels.append(eos)
+                labels.append(eos if mode == "template" or (segs and segs[-1][1]) else IGNORE)
             if not e.complete and not self.train_on_incomplete:
                 labels = [IGNORE] * len(ids)
             text = "".join(t for t, _ in segs) if self.keep_text else ""
