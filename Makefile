@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint bench lock clean
+.PHONY: install demo test test-fast lint bench lock parity clean
 
 # torch is pinned in the same pip command as the rest: this machine holds the 2.13.0 CPU wheel,
 # while an unpinned torch would pull a multi-GB CUDA build.
@@ -40,6 +40,11 @@ bench: $(STAMP)
 # wheel index for the cu126/cu128 builds; locks whose index is unreachable are reported and kept as they are).
 lock: $(STAMP)
 	$(PY) -m loft.compiler.lockgen --uv $(VENV)/bin/uv
+
+# Row-level parity with the real Axolotl (installs it into .axolotl-venv on first use; minutes per case on CPU).
+# `--write` refreshes tests/axolotl/parity/expected/, which `make test` checks offline.
+parity: $(STAMP)
+	$(PY) benchmarks/axolotl_parity.py --install $(PARITY_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..names import safe_name
 from .context import Context
 from .files import (
     COMMIT,
@@ -17,7 +18,6 @@ from .files import (
     count_rows,
     dir_files,
     extension,
-    safe_name,
     sha256_dir,
     sha256_file,
 )

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .files import safe_name
+from ..names import safe_name
 
 if TYPE_CHECKING:
     from .context import Context

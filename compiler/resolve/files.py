@@ -21,12 +21,6 @@ def is_hub_id(spec: str) -> bool:
     return bool(_HUB_ID.match(spec)) and not spec.lower().endswith(_FILE_EXTS)
 
 
-def safe_name(text: str) -> str:
-    """A bundle-safe file name part: letters, digits, `._-`, starting with a letter or digit."""
-    s = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip("._-")[:100]
-    return s or "dataset"
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -54,3 +54,11 @@ def take(n: int, amount: Any, rng: np.random.Generator) -> np.ndarray:
     k = round(n * float(amount)) if isinstance(amount, float) and amount < 1 else int(amount)
     k = max(0, min(n, k))
     return np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
+
+
+def first(n: int, amount: Any) -> int:
+    """How many of the first rows `subset` keeps with subset_mode: first (a `train[:N]` / `train[:P%]`
+    slice: `datasets` rounds a percentage to the nearest row)."""
+    if isinstance(amount, float) and amount < 1:
+        return max(0, min(n, round(n * amount)))
+    return max(0, min(n, int(amount)))

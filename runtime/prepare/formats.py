@@ -204,7 +204,8 @@ def _input_output(row: dict[str, Any], spec: DatasetSpec) -> list[tuple[str, boo
         for i, seg in enumerate(segments):
             if not isinstance(seg, dict) or not isinstance(seg.get("text"), str):
                 raise BadSample("missing_field", f"segment {i} has no string 'text'")
-            out.append((seg["text"], bool(seg.get("label", True))))
+            # inputs trained too when every role is (Axolotl's train_on_inputs)
+            out.append((seg["text"], bool(seg.get("label", True)) or "user" in spec.roles_to_train))
         return out
     return [(_text(row, spec.fields.get("input", "input")), False), (_text(row, spec.fields.get("output", "output")), True)]
 

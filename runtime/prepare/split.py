@@ -1,5 +1,5 @@
 """Fit one tokenized sample into `max_length`: drop, truncate (keep the start), truncate_left (keep the
-last turns), or split into turn-aware chunks.
+last turns), split into turn-aware chunks, or chunk (plain `max_length` cuts, Axolotl's completion type).
 
 Turn boundaries are the positions right after an end-of-turn token, so splits never cut a turn that
 fits. A piece that ends mid-turn has no end-of-turn token: its trailing partial turn gets no loss
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from loft.runtime.prepare.mask import IGNORE
 
-STRATEGIES = ("truncate", "truncate_left", "drop", "split")
+STRATEGIES = ("truncate", "truncate_left", "drop", "split", "chunk")
 
 
 @dataclass
@@ -57,6 +57,9 @@ def fit(ids: list[int], labels: list[int], complete: bool, max_length: int, stra
         return _keep([Piece(lead + ids[start:], [IGNORE] * len(lead) + labels[start:], False)])
     if strategy == "split":
         return _keep(_split(ids, labels, complete, max_length, eot_ids, lead, train_on_incomplete))
+    if strategy == "chunk":  # Axolotl's completion: plain max_length cuts, each chunk trained as it is
+        return _keep([Piece(ids[i:i + max_length], labels[i:i + max_length], complete, chunk=n)
+                      for n, i in enumerate(range(0, len(ids), max_length))])
     raise ValueError(f"unknown sequence.strategy {strategy!r} (expected one of {STRATEGIES})")
 
 

@@ -337,14 +337,15 @@ def _max_length(bundle: Bundle, s: Settings, all_lengths: np.ndarray) -> tuple[i
 def _fit_source(src: Source, ds: Any, s: Settings, max_length: int, timings: dict[str, float]) -> Any:
     """One dataset's samples fitted to max_length (cache entry 2); cut/dropped/chunk counts recorded."""
     name = src.spec.name
+    strategy = src.entry.get("strategy") or s.strategy  # a dataset's own over-length rule wins
     key2 = cache.key({"v": CACHE_VERSION, "tokenized": src.info["cache_key"], "max_length": max_length,
-                      "strategy": s.strategy, "train_on_incomplete": s.train_on_incomplete, "bos": s.bos_id,
+                      "strategy": strategy, "train_on_incomplete": s.train_on_incomplete, "bos": s.bos_id,
                       "eot": sorted(s.eot_ids)})
     path2 = cache.entry(s.cache_dir, name, key2)
     hit = cache.load(path2)
     t = time.perf_counter()
     if hit is None:
-        fn = FitBatch(name, max_length, s.strategy, s.eot_ids, s.bos_id, s.train_on_incomplete)
+        fn = FitBatch(name, max_length, strategy, s.eot_ids, s.bos_id, s.train_on_incomplete)
         f = cache.save(path2, fit_dataset(ds, fn, key2), {"rows": None})
     else:
         f = hit[0]
@@ -354,7 +355,7 @@ def _fit_source(src: Source, ds: Any, s: Settings, max_length: int, timings: dic
     fit_index = np.asarray(_column(f, "index"), dtype=np.int64)
     src.info["cut"] = int((lens > max_length).sum())
     src.info["dropped"] = int(len(ds) - len(np.unique(fit_index)))
-    src.info["chunks"] = int(len(f) - len(np.unique(fit_index))) if s.strategy == "split" else 0
+    src.info["chunks"] = int(len(f) - len(np.unique(fit_index))) if strategy in ("split", "chunk") else 0
     src.info["incomplete"] = int(len(f) - sum(_column(f, "complete")))
     src.info["tokens"] = int(lens.sum())
     return f
@@ -368,7 +369,9 @@ def _select(srcs: list[Source], tokenized: dict[str, Any], s: Settings) -> Selec
     for src in srcs:
         name = src.spec.name
         indices = s.blocklist.drop(name, np.asarray(_column(tokenized[name], "index"), dtype=np.int64))
-        if src.entry.get("subset") is not None:
+        if src.entry.get("subset") is not None and src.entry.get("subset_mode") == "first":
+            indices = indices[indices < blend.first(int(src.info["rows_raw"]), src.entry["subset"])]
+        elif src.entry.get("subset") is not None:
             indices = indices[blend.take(len(indices), src.entry["subset"], blend.rng_for(seed, name, "subset"))]
         ev = src.entry.get("eval_split")
         ev = data_cfg.get("eval_split", 0.0) if ev is None else ev

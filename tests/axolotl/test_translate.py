@@ -105,7 +105,7 @@ def test_chat_template_datasets() -> None:
     assert a == {"name": "FineTome-100k", "path": "mlabonne/FineTome-100k", "format": "messages",
                  "field_messages": "conversations", "message_fields": {"role": "from", "content": "value"},
                  "roles": {"human": "user", "usr": "user", "gpt": "assistant"}, "roles_to_train": ["assistant"],
-                 "train_on_eos": "turn", "split": "train", "subset": 0.2}
+                 "train_on_eos": "turn", "split": "train", "subset": 0.2, "subset_mode": "first"}
     assert b["name"] == "FineTome-100k-2"  # names stay unique
     assert b["subset"] == 500 and b["message_fields"] == {"role": "speaker", "content": "text"}
     assert cfg["template"] == "qwen2.5"
@@ -142,8 +142,10 @@ datasets:
     type: input_output
 """)
     a, b = cfg["data"]["datasets"]
-    assert a == {"name": "a", "path": "data/a.jsonl", "format": "completion", "fields": {"text": "body"}}
-    assert b["format"] == "input_output"
+    # Axolotl's completion: the tokenizer's bos/eos, over-long texts cut into sequence_len chunks
+    assert a == {"name": "a", "path": "data/a.jsonl", "format": "completion", "fields": {"text": "body"},
+                 "special_tokens": "tokenizer", "strategy": "chunk"}
+    assert b["format"] == "input_output" and b["special_tokens"] == "none"  # Axolotl adds no bos/eos
     cfg, warns = tr("datasets:\n  - path: x/y\n    type: sharegpt\n")
     assert cfg["data"]["datasets"][0]["format"] == "sharegpt" and warns
 

@@ -19,11 +19,14 @@ _CHAT_KEYS = ("field_messages", "message_property_mappings", "message_field_role
               "template_thinking_key")
 _TYPE_KEYS: dict[str, tuple[str, ...]] = {
     "chat_template": _CHAT_KEYS,
-    "alpaca": ("field_instruction", "field_input", "field_output"),
+    "alpaca": (),  # Axolotl's alpaca types read instruction / input / output; field_* are user_defined's
     "completion": ("field",),
     "pretrain": ("text_column",),
     "sharegpt": _CHAT_KEYS,
 }
+# Axolotl's Alpaca types: `type` (before any `:style`) -> the prompt style it uses without one.
+ALPACA_TYPES = {"alpaca": "instruct", "alpaca_chat": "chat", "alpaca_instruct": "instruct"}
+ALPACA_STYLES = ("instruct", "chat", "chatml", "phi")
 _TYPE_SPECIFIC = frozenset(k for keys in _TYPE_KEYS.values() for k in keys)
 _SPLIT = re.compile(r"^\s*(?P<split>[A-Za-z0-9_.-]+)\s*(\[\s*(?P<start>[^:\]]*)\s*:\s*(?P<end>[^\]]*)\s*\])?\s*$")
 
@@ -59,7 +62,8 @@ def datasets(t: Translation) -> None:
         tmpl = ds.get("chat_template")
         if isinstance(tmpl, str) and tmpl:
             templates.setdefault(tmpl, (top, i))
-        formats.add(item["format"])
+        if item["format"] in ("messages", "sharegpt"):
+            formats.add(item["format"])  # the formats the chat template renders
         base = item.pop("_stem")
         name, n = base, 2
         while name in names:
@@ -122,7 +126,7 @@ def dataset(t: Translation, loc: list[object], ds: dict[str, Any], pretraining: 
     for ext in (".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
-    item["_stem"] = safe_name(stem, "data")
+    item["_stem"] = safe_name(stem, "data", sep="-")
     base, _, style = typ.partition(":")
     base = base.split(".")[0] if base.startswith("sharegpt") else base
     if base == "chat_template" and typ not in ("chat_template", "chat_template.default"):
@@ -138,14 +142,13 @@ def dataset(t: Translation, loc: list[object], ds: dict[str, Any], pretraining: 
         messages(t, loc, ds, item)
         t.warn([*loc, "type"], "Axolotl removed `sharegpt` types (use chat_template); loft still reads "
                "ShareGPT rows (conversations / from / value)", code="axolotl-differs")
-    elif base == "alpaca" and not style:
-        item["format"] = "alpaca"
-        fields = {f: ds[f"field_{f}"] for f in ("instruction", "input", "output")
-                  if isinstance(ds.get(f"field_{f}"), str)}
-        if fields:
-            item["fields"] = fields
-    elif base == "completion":
-        item["format"] = "completion"
+    elif base in ALPACA_TYPES and (style or ALPACA_TYPES[base]) in ALPACA_STYLES and "." not in typ:
+        # Axolotl renders these with its Alpaca prompt (never the chat template): the prompt untrained
+        # unless train_on_inputs, the response + eos trained, the tokenizer's own bos
+        item.update(format="alpaca", prompt_style=style or ALPACA_TYPES[base], special_tokens="tokenizer")
+    elif base == "completion" and not style:
+        # Axolotl: the whole text trained (bos and eos from the tokenizer), cut into sequence_len chunks
+        item.update(format="completion", special_tokens="tokenizer", strategy="chunk")
         if isinstance(ds.get("field"), str) and ds["field"] != "text":
             item["fields"] = {"text": ds["field"]}
     elif base == "pretrain":
@@ -153,11 +156,11 @@ def dataset(t: Translation, loc: list[object], ds: dict[str, Any], pretraining: 
         col = ds.get("text_column")
         if isinstance(col, str) and col != "text":
             item["fields"] = {"text": col}
-    elif base == "input_output":
-        item["format"] = "input_output"
+    elif base == "input_output" and not style:
+        item.update(format="input_output", special_tokens="none")  # Axolotl adds no bos/eos to segments
     else:
         t.err([*loc, "type"], f"dataset type {typ!r} is not supported",
-              expected="chat_template | alpaca | completion | input_output | sharegpt",
+              expected="chat_template | alpaca[:chat|:chatml|:phi] | alpaca_chat | completion | input_output",
               hint=did_you_mean(typ, DATASET_FORMATS))
         return None
     relevant = _TYPE_KEYS.get(base, ())
@@ -178,10 +181,13 @@ def dataset(t: Translation, loc: list[object], ds: dict[str, Any], pretraining: 
     if ds.get("trust_remote_code") is True:
         t.err([*loc, "trust_remote_code"], "dataset loading scripts are not supported (remote code)")
         bad = True
-    if t.d.get("train_on_inputs") is True and "roles_to_train" not in item and \
-            item["format"] in ("messages", "sharegpt", "alpaca", "input_output"):
+    if t.d.get("train_on_inputs") is True and item["format"] in ("messages", "sharegpt", "alpaca", "input_output"):
+        # Axolotl: should_train = train_on_inputs or role in roles_to_train (headers are never trained)
         item["roles_to_train"] = ["system", "user", "assistant", "tool"]
         t.sources.setdefault("data.datasets", []).append("train_on_inputs")
+    for key in ("message_field_training", "drop_system_message"):
+        if ds.get(key) and item["format"] in ("messages", "sharegpt"):
+            item[key] = ds[key]
     return None if bad else item
 
 
@@ -244,7 +250,7 @@ def messages(t: Translation, loc: list[object], ds: dict[str, Any], item: dict[s
 
 
 def split(t: Translation, loc: list[object], split: str, item: dict[str, Any]) -> None:
-    """'train[:20%]' -> split train, subset 0.2; 'train[:500]' -> subset 500 (the first rows)."""
+    """'train[:20%]' -> split train, the first 20% of the rows in order; 'train[:500]' -> the first 500."""
     m = _SPLIT.match(split)
     if not m:
         t.err([*loc, "split"], f"cannot read the split {split!r}", code="type",
@@ -266,8 +272,8 @@ def split(t: Translation, loc: list[object], split: str, item: dict[str, Any]) -
             if not 0 < frac <= 1:
                 raise ValueError
             if frac < 1:
-                item["subset"] = frac
+                item.update(subset=frac, subset_mode="first")
         else:
-            item["subset"] = int(end)
+            item.update(subset=int(end), subset_mode="first")
     except ValueError:
         t.err([*loc, "split"], f"cannot read the slice in {split!r}", code="type")

@@ -81,10 +81,10 @@ def tracking(t: Translation) -> None:
             t.warn([k], "not supported by loft's wandb integration (no effect on the trained model)")
     run = t.d.get("wandb_name") or t.d.get("wandb_run_id")
     if run:
-        t.put("name", safe_name(str(run), "run"),
+        t.put("name", safe_name(str(run), "run", sep="-"),
               "wandb_name" if t.d.get("wandb_name") else "wandb_run_id")
     else:
-        t.put("name", safe_name(Path(t.doc.path).stem, "run"))
+        t.put("name", safe_name(Path(t.doc.path).stem, "run", sep="-"))
     hub = t.d.get("hub_model_id")
     if hub:
         if re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", str(hub)):

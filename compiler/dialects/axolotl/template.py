@@ -90,19 +90,6 @@ def template(t: Translation, per_dataset: dict[str, tuple[str, int]], formats: s
     if name == "jinja":
         t.err(["chat_template"], "chat_template: jinja needs chat_template_jinja", code="missing-key")
         return
-    if "alpaca" in formats and name in (None, "tokenizer_default", "alpaca"):
-        if len(formats - {"alpaca", "completion"}) > 0:
-            t.err(["datasets"], "Axolotl formats alpaca rows with the Alpaca prompt and chat rows with the "
-                  "chat template; loft renders every dataset with one template", code="contradiction")
-            return
-        if "alpaca" in library_templates():
-            t.put("template", "alpaca", *(["chat_template"] if glob else ["datasets"]))
-        else:
-            t.warn(["datasets"], "Axolotl formats alpaca rows with the Alpaca prompt (### Instruction: / "
-                   "### Response:); loft's library has no alpaca template, so loft renders them with the "
-                   "model's chat template (template: auto)", code="axolotl-differs")
-            t.put("template", "auto")
-        return
     if name is None or name == "tokenizer_default":
         t.put("template", "auto", *([src] if name else []))
         return
