@@ -5,7 +5,9 @@ A maintainer command, never run by `loftc build`. uv does the resolving (it is a
 with markers where the two differ). For each CUDA build of torch (`cuda_builds`) it writes
 `train-<build>.txt`, the superset of every package any plan may need; `eval-vllm.txt` holds vLLM with
 its own torch. Each lock is then checked per claimed Python × platform with `--only-binary :all:` against
-the lock as constraints, so the Python range the lock claims is one its wheels really cover.
+the lock as constraints, so the Python range the lock claims is one its wheels really cover; and the
+smallest and largest cut a plan can get (compiler/locks.py) are dry-run installed with `--require-hashes`,
+so the `# via` closure the compiler cuts by is complete.
 
 Builds whose index is unreachable (the PyTorch wheel index, for cu126/cu128) are reported and skipped;
 their old lock, if any, is kept. `python -m loft.compiler.lockgen --help` lists the options.
@@ -22,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .locks import EVAL_LOCK, lock_path, requirements
+from .locks import EVAL_LOCK, cut, lock_path, normalize, parse, requirements
 
 # Packages with no wheel on PyPI that the train lock still pins (built from source by pip on the box).
 SOURCE_ONLY = ("deepspeed",)
@@ -70,6 +72,26 @@ def check_wheels(uv: str, src: Path, lock: Path, req: dict[str, Any], index: str
     return problems
 
 
+def check_cuts(uv: str, lock_file: Path, req: dict[str, Any], platforms: list[str]) -> list[str]:
+    """Problems: the smallest and the largest cut a plan can get must install with `--require-hashes`
+    (uv's dry run resolves their metadata), so the `# via` closure the compiler relies on is complete."""
+    lock = parse(lock_file.read_text(encoding="utf-8"))
+    core = {normalize(p) for p in req["packages"]}
+    every = core | {normalize(p) for p in req["optional"]}
+    problems = []
+    for label, roots in (("core", core), ("every optional package", every)):
+        cut_file = lock_file.with_suffix(".cut.txt")
+        cut_file.write_text(cut(lock, roots, ["check"]), encoding="utf-8")
+        for py in (req["pythons"][0], req["pythons"][-1]):
+            for plat in platforms:
+                r = _uv([uv, "pip", "install", "--dry-run", "--require-hashes", "-r", cut_file.name,
+                         "--python-version", py, "--python-platform", plat, "--target", "dry-run-target"],
+                        lock_file.parent)
+                if r.returncode != 0:
+                    problems.append(f"cut for {label}, python {py} on {plat}: {_last(r.stderr)}")
+    return problems
+
+
 def header(name: str, what: str, req: dict[str, Any], index: str | None, platforms: list[str]) -> str:
     src = "PyPI" if index is None else f"PyPI + {index}"
     where = ", ".join(f"{arch} glibc {tag.replace('_', '.')}"
@@ -109,6 +131,8 @@ def generate(out_dir: Path, only: list[str] | None, uv: str) -> int:
                 failed.append(f"{name}: {_last(r.stderr)}")
                 continue
             problems = check_wheels(uv, src, raw, req, index, platforms)
+            if not problems and name.startswith("train-"):
+                problems = check_cuts(uv, raw, req, platforms)
             if problems:
                 failed += [f"{name}: {p}" for p in problems]
                 continue
