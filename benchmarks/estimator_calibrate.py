@@ -18,7 +18,7 @@ flash-attention 2 with packed rows (position_ids, varlen), 8k-32k sequences, Dee
     python benchmarks/estimator_calibrate.py --list                      # the cases (no GPU needed)
     python benchmarks/estimator_calibrate.py --budget-s 540 \\
         --out benchmarks/calibration/h200.jsonl                          # one go on an H100/H200 box
-    python benchmarks/estimator_calibrate.py --smoke                     # the single-process path on CPU
+    python benchmarks/estimator_calibrate.py --smoke                     # single-process + FSDP2 paths on CPU
 """
 
 from __future__ import annotations
@@ -118,9 +118,9 @@ def _build(case: dict[str, Any], facts: dict[str, Any], device: str) -> Any:
         import deepspeed
 
         with deepspeed.zero.Init(config_dict_or_path=_ds_config(case), dtype=dtype):
-            return AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype)
+            return AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     with torch.device(device):
-        return AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype)
+        return AutoModelForCausalLM.from_config(cfg, dtype=dtype)
 
 
 def _qlora_model(cfg: Any, case: dict[str, Any]) -> Any:
@@ -131,10 +131,10 @@ def _qlora_model(cfg: Any, case: dict[str, Any]) -> Any:
 
     tmp = Path(tempfile.mkdtemp(prefix="loft-calib-"))
     try:
-        AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16).save_pretrained(tmp)
+        AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(tmp)
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=q, torch_dtype=torch.bfloat16,
+        model = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=q, dtype=torch.bfloat16,
                                                      device_map={"": 0}, attn_implementation=case["attn"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -333,12 +333,17 @@ def main(argv: list[str] | None = None) -> int:
         world = torch.cuda.device_count()
     todo = [c for c in cases(names, world) if not args.modes or c["mode"] in args.modes]
     if args.smoke:
-        todo = [c for c in todo if c["mode"] in ("full_bf16", "lora_r16", "full_fp32_master") and c["seq"] <= 2048]
+        todo = [c for c in todo if c["mode"] in ("full_bf16", "lora_r16", "full_fp32_master", "fsdp2")
+                and c["seq"] <= 2048 and c["world"] == 1]  # FSDP2 over gloo; ZeRO needs its CUDA ops
+        todo = list({c["mode"]: c for c in reversed(todo)}.values())  # one case per mode
     if args.list:
         for c in todo:
             print(json.dumps(c, sort_keys=True))
         return 0
     if args.smoke:
+        import torch
+
+        torch.set_num_threads(1)  # a tiny model: threads only contend
         for c in todo:
             res = run_case({**c, "seq": 64}, SMOKE_MODEL, "cpu")
             print(json.dumps(res, sort_keys=True))
