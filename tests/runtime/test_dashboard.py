@@ -184,3 +184,48 @@ def test_page_draws_curves_updates_live_and_screenshots(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_started_beside_training_when_the_plan_asks(tmp_path):
+    import socket
+
+    from loft.runtime.dashboard import start_beside_training
+    from loft.runtime.plan import load
+
+    root = make_run(tmp_path / "run")
+    assert start_beside_training(load(root), print) is None  # tracking.dashboard is off by default
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    plan = json.loads((root / "plan.lock").read_text())
+    plan["config"]["tracking"] = {"dashboard": True, "dashboard_port": port}
+    (root / "plan.lock").write_text(json.dumps(plan))
+    said: list[str] = []
+    server = start_beside_training(load(root), said.append)
+    try:
+        assert server is not None and f"http://127.0.0.1:{port}/" in said[0]
+        assert [r["label"] for r in json.loads(get(f"http://127.0.0.1:{port}/api/runs")[2])] == ["demo"]
+        again = start_beside_training(load(root), said.append)  # the port is taken: said, not fatal
+        assert again is None and "dashboard not started" in said[-1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_measured_vs_estimate_table(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from loft.runtime.train.gpustats import measured_vs_estimate
+    from measured_vs_estimate import markdown, rows
+
+    root = make_run(tmp_path / "run")
+    peaks = {"source": ["torch", "nvml"], "peak_allocated_gib": 5.2, "peak_reserved_gib": 5.6, "context_gib": 0.6}
+    est = json.loads((root / "plan.lock").read_text())["estimate"]
+    m = measured_vs_estimate(peaks, tokens=6000, runtime_s=100.0, estimate=est)
+    assert m["peak_total_gib"] == 6.2 and m["tokens_per_s"] == 60.0
+    assert m["ratio"] == {"total_gib": round(6.2 / 6.5, 4), "allocated_gib": 1.04, "tokens_per_s": 1.0}
+    (root / "out" / "train_report.json").write_text(json.dumps({"status": "completed", "measured": m}))
+    table = rows([root])
+    assert table[0]["ratio_total"] == round(6.2 / 6.5, 4) and table[0]["gpu"] == "H100"
+    assert "| demo | H100 | 6.2 | 6.5 |" in markdown(table)
