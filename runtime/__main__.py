@@ -21,7 +21,7 @@ HELP = {
     "eval": "eval loss, perplexity and sample generations → <out>/eval/report.{json,md}",
     "merge": "merge the LoRA adapter into the base weights → <out>/merged; or, with --base/--adapters, "
              "combine adapters by PEFT's weighted merging (linear, ties, dare_*, cat, svd) → -o OUT",
-    "export": "write the plan's export formats (safetensors, gguf) → <out>/export",
+    "export": "write the plan's export formats (safetensors, gguf, awq, gptq) with a model card → <out>/export",
     "debug-tokens": "show how samples are tokenized and masked",
 }
 TOOLS = {  # commands with their own arguments: name -> (module, help)
@@ -37,6 +37,11 @@ STAGE_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict[str, Any]]]] = {
     "eval": [(("--checkpoints",), {"dest": "checkpoints", "metavar": "all|N,M,...", "default": None,
                                    "help": "also evaluate saved checkpoints (all, or their steps): a table and a "
                                            "PNG of eval loss by step, the best named (default: eval.checkpoints)"})],
+    "export": [(("--format",), {"dest": "export_format", "default": None, "metavar": "merged|gguf|awq|gptq",
+                                "help": "write this format only (default: the plan's export.formats)"}),
+               (("--quant",), {"dest": "quant", "default": None, "metavar": "TYPE",
+                               "help": "GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 (Python), q4_k_m q5_k_m "
+                                       "q6_k ... (llama-cpp-python); default: export.quant"})],
 }
 
 

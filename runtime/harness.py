@@ -38,8 +38,13 @@ def task_manager(cfg: dict[str, Any]) -> Any:
     include = cfg.get("include_path")
     if include and not Path(include).is_dir():
         raise StageError(f"eval.lm_eval.include_path {include}: no such directory")
-    manager = TaskManager(include_path=include) if include else TaskManager()
-    unknown = [t for t in cfg["tasks"] if t not in manager.all_subtasks and t not in manager.all_groups]
+    manager = None
+    if include:  # local tasks only: no scan of lm-eval's thousands of registry YAMLs when they suffice
+        manager = TaskManager(include_path=include, include_defaults=False)
+        if any(t not in manager.all_tasks for t in cfg["tasks"]):
+            manager = None
+    manager = manager or TaskManager(include_path=include)
+    unknown = [t for t in cfg["tasks"] if t not in manager.all_tasks]
     if unknown:
         raise StageError(f"eval.lm_eval.tasks: unknown task(s) {unknown} (lm-eval knows {len(manager.all_tasks)}; "
                          "local tasks need eval.lm_eval.include_path)")

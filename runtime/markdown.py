@@ -20,11 +20,11 @@ def fence(text: str, info: str = "") -> list[str]:
 
 
 def cell(value: Any) -> str:
-    """One table cell: ``|`` escaped, newlines folded, None as an em dash, floats to 4 decimals."""
+    """One table cell: ``|`` escaped, newlines folded, None as an em dash, floats to 6 significant digits."""
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.6g}"
     text = str(value).replace("\\", "\\\\").replace("|", "\\|")
     return re.sub(r"\s*\n\s*", " ", text).strip()
 

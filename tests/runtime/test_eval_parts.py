@@ -44,7 +44,7 @@ def test_report_markdown_survives_references_with_fences():
                    "decoding": {"strategy": "greedy", "seed": 1, "max_new_tokens": 4}, "generations": gens})
     blocks = [t.content.rstrip("\n") for t in MarkdownIt("commonmark").parse(md) if t.type == "fence"]
     assert blocks == ["p ```", "```\ncode\n```", "````", "ref ```` x"]
-    assert "| base | 2.0000 |" in md and "| fine-tuned | 1.0000 |" in md
+    assert "| base | 2 | 7.3 |" in md and "| fine-tuned | 1 | 2.7 |" in md
     assert cell("a|b\nc") == "a\\|b c"
 
 
