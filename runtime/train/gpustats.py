@@ -1,8 +1,9 @@
 """Measured device memory and utilisation: what metrics.jsonl records per logging step, and the peak that
 train_report.json sets beside the plan's estimate (the estimator checking itself on every run).
 
-Two sources, each optional: torch's caching allocator (this process's peak allocated / reserved bytes since
-the previous sample) and NVML (`nvidia-ml-py`, imported as `pynvml`: every GPU's utilisation and used memory,
+Two sources, each optional: torch's caching allocator (this process's peak allocated / reserved bytes so
+far; the peak stats are never reset here, so a caller that reads `max_memory_allocated` after training
+still gets the run's peak) and NVML (`nvidia-ml-py`, imported as `pynvml`: every GPU's utilisation and used memory,
 as nvidia-smi shows them). On a CPU run both are absent and the fields are simply not written.
 """
 
@@ -57,7 +58,7 @@ class GpuSampler:
             self.peak_allocated = max(self.peak_allocated, alloc)
             self.peak_reserved = max(self.peak_reserved, reserved)
             rec["mem_peak_allocated_gib"], rec["mem_peak_reserved_gib"] = _gib(alloc), _gib(reserved)
-            cuda.reset_peak_memory_stats()  # the next record's peak is that interval's own
+            rec["mem_allocated_gib"] = _gib(cuda.memory_allocated())
         if self.handles:
             gpus = []
             for i, h in enumerate(self.handles):
