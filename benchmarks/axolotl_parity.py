@@ -10,7 +10,7 @@ default $AXOLOTL_VENV or .axolotl-venv; `--install` creates it from the package 
 transformers / datasets) with `shuffle_merged_datasets: false` and no packing, and loft's translate →
 resolve → prepare on the same file. Rows are compared in source order (loft's rows sorted by sample id).
 `--write` stores Axolotl's rows as the cases' expected rows (tests/axolotl/parity/expected/NAME.json), so
-that tests/axolotl/test_parity.py checks loft against them offline in `make test`; the table it prints
+that tests/axolotl/test_axolotl_parity.py checks loft against them offline in `make test`; the table it prints
 goes into benchmarks/RESULTS.md.
 """
 
