@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .resources import data_dir
 
 LOCK_DIR = "locks"
+PYPI = "https://pypi.org/simple"
 EVAL_LOCK = "eval-vllm"
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -120,7 +121,9 @@ def closure(lock: Lock, roots: set[str]) -> list[Entry]:
 
 def cut(lock: Lock, roots: set[str], title: list[str]) -> str:
     """A lock file holding only what `roots` need: `title` comments, the resolver's pip options, the pins."""
-    options = [h for h in lock.header if h.startswith("--")]
+    # PyPI is pip's default: naming it would override a mirror the box is configured for (hashes still hold);
+    # a second index (the PyTorch wheel index for a CUDA build) stays, since the pins need it
+    options = [h for h in lock.header if h.startswith("--") and h != f"--index-url {PYPI}"]
     kept = closure(lock, roots)
     names = {e.name for e in kept}
     body = "".join(_only_via(e, names) for e in kept)
