@@ -166,6 +166,40 @@ def read_model_template(model_dir: Path) -> str | None:
     return None
 
 
+class TemplateUnavailable(Exception):
+    """The hub model's own template files could not be read (offline and not in the cache)."""
+
+
+def fetch_model_template(hub_id: str, revision: str | None) -> str | None:
+    """A hub model's own chat template at `revision`: chat_template.jinja, else tokenizer_config.json's
+    `chat_template`, each fetched alone with huggingface_hub (the Hugging Face cache keeps it, so a
+    second build is offline). None when the model ships neither; TemplateUnavailable when the files
+    cannot be read (offline with an empty cache, network error, unknown repo or revision)."""
+    import tempfile
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    got: dict[str, Path] = {}
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        try:
+            got[name] = Path(hf_hub_download(hub_id, name, revision=revision, etag_timeout=5))
+        except LocalEntryNotFoundError as e:  # offline and not cached (a subclass of EntryNotFoundError)
+            raise TemplateUnavailable(f"offline and not in the Hugging Face cache: {hub_id}/{name}") from e
+        except EntryNotFoundError:  # the repo has no such file
+            continue
+        except (HfHubHTTPError, OSError, ValueError) as e:
+            raise TemplateUnavailable(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        if name == "chat_template.jinja":
+            break
+    if not got:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:  # read_model_template's own rules, on the fetched files
+        for name, path in got.items():
+            (Path(tmp) / name).write_bytes(path.read_bytes())
+        return read_model_template(Path(tmp))
+
+
 def read_model_specials(model_dir: Path | None) -> dict[str, str]:
     """bos/eos strings from a local tokenizer_config.json (for rendering probes as the tokenizer would)."""
     out: dict[str, str] = {}
@@ -226,11 +260,11 @@ def _tagged_problems(text: str, eot: str | None, specials: dict[str, str]) -> li
 
 
 def select_template(spec: str, *, model: dict[str, Any], model_dir: Path | None, config_dir: Path,
-                    allow_fallback: bool) -> TemplateChoice:
+                    allow_fallback: bool, own_only: bool = False) -> TemplateChoice:
     """Turn the config's `template:` (auto | library name | path) into the template the run will use."""
     spec = str(spec or "auto").strip()
     if spec == "auto":
-        return _select_auto(model, model_dir, allow_fallback)
+        return _select_auto(model, model_dir, allow_fallback, own_only)
     name = resolve_name(spec)
     if name is not None:
         return _library_choice(name, f"library template {name!r} (template: {spec})")
@@ -271,26 +305,56 @@ def _select_file(spec: str, path: Path, model_dir: Path | None, allow_fallback: 
                           reason=f"user file {spec}")
 
 
-def _select_auto(model: dict[str, Any], model_dir: Path | None, allow_fallback: bool) -> TemplateChoice:
+def _select_auto(model: dict[str, Any], model_dir: Path | None, allow_fallback: bool,
+                 own_only: bool = False) -> TemplateChoice:
+    """The model's own template (local files, or the hub's at the pinned revision), else the library family
+    the catalog / hub id / model_type names, else chatml: every guess carries a warning. A hub model the
+    catalog or the library's model patterns know takes that family's template (the vendor's text, byte for
+    byte) without a download, so its bundle is the same on every machine. `own_only` (an
+    Axolotl config with chats: Axolotl renders with the tokenizer's template) takes the model's own or a
+    library family known for that model (whose text is the vendor's, byte for byte), never a guess from
+    model_type and never generic chatml: with neither, it is an error that says how to get the files."""
     own = read_model_template(model_dir) if model_dir is not None else None
     if own:
         return _select_from_model_text(own, model_dir, allow_fallback)
     fam = model.get("chat_template_family")
-    if isinstance(fam, str) and resolve_name(fam):
+    if isinstance(fam, str) and resolve_name(fam) and (model_dir is None or not own_only):  # a known model
         name = resolve_name(fam)
         assert name is not None
         return _library_choice(name, f"model family {fam!r} (catalog)")
-    hub_id = model.get("id") or ""
+    hub_id = model.get("id") if model_dir is None else None
     if isinstance(hub_id, str) and hub_id and (name := family_for_hub_id(hub_id)):
         return _library_choice(name, f"hub id {hub_id} matches the {name} family")
+    unavailable = ""
+    if isinstance(hub_id, str) and hub_id:  # an unknown hub model: its own files, at the pinned revision
+        try:
+            own = fetch_model_template(hub_id, model.get("revision"))
+        except TemplateUnavailable as e:
+            unavailable = str(e)
+        except ImportError:
+            unavailable = "huggingface_hub is not installed"
+    if own:
+        return _select_from_model_text(own, model_dir, allow_fallback)
+    if own_only:
+        where = f"{hub_id}'s tokenizer_config.json / chat_template.jinja" if hub_id else "the model directory"
+        if unavailable:
+            raise _error(f"cannot read the model's own chat template ({where}): {unavailable}",
+                         hint=f"build once with network access (the files are cached), or fetch them: "
+                              f"`hf download {hub_id} tokenizer_config.json chat_template.jinja`; or name a "
+                              "template with chat_template:", code="template-unavailable")
+        raise _error(f"the model ships no chat template ({where}); Axolotl would fail here too",
+                     hint="set chat_template: to a named template (chatml, llama3, ...) or chat_template_jinja",
+                     code="template-missing")
     mtype = str(model.get("model_type") or "")
     for name, entry in families().items():
         if mtype and mtype in entry.get("model_types", []):
             return _library_choice(name, f"model_type {mtype!r}", (
                 f"the model ships no chat template; guessed {name!r} from model_type {mtype!r}: set "
                 "`template:` to be explicit",))
+    why = f"the model's own chat template could not be read ({unavailable})" if unavailable else \
+        "the model ships no chat template"
     return _library_choice("chatml", "no chat template found", (
-        "the model ships no chat template and its family is unknown: using generic chatml (its "
+        f"{why} and its family is unknown: using generic chatml (its "
         "<|im_start|>/<|im_end|> should be special tokens of the tokenizer); set `template:` to be explicit",))
 
 

@@ -15,12 +15,19 @@ def resolve_template(ctx: Context, model: dict[str, Any], model_dir: Path | None
     from ..templates import select_template
 
     spec = ctx.cfg["template"]
+    # Axolotl renders chats with the tokenizer's own template: an Axolotl config never gets a guessed one
+    chats = any(d.get("format") in ("messages", "sharegpt") or (d.get("format") == "alpaca"
+                                                                and not d.get("prompt_style"))
+                for d in ctx.cfg["data"].get("datasets") or [])
     try:
         choice = select_template(spec, model=model, model_dir=model_dir, config_dir=ctx.config_dir,
-                                 allow_fallback=bool(ctx.cfg["template_mask_fallback"]))
+                                 allow_fallback=bool(ctx.cfg["template_mask_fallback"]),
+                                 own_only=ctx.dialect == "axolotl" and chats)
     except ConfigError as e:
         ctx.adopt(e, "template")
         return {}
+    for message in choice.warnings:  # every guess or fallback is a warning at `template:` (plan.md lists them)
+        ctx.warn("template-fallback", ("template",), message)
     text = choice.text.encode("utf-8")
     ctx.attachments["chat_template.jinja"] = text
     if getattr(choice, "source", None) == "file":

@@ -195,7 +195,7 @@ def test_dataset_names_are_sanitized_and_unique(tmp_path: Path) -> None:
     r = plan_of(cfg, tmp_path / "run")
     got = [(d["name"], d["path"]) for d in r.plan["data"]["datasets"]]
     assert got == [("chat", "data/chat.jsonl"), ("chat-2", "data/chat-2.jsonl"),
-                   ("my_data_", "data/my_data_.jsonl"), ("hub-set", "org/hub-set")]
+                   ("my_data", "data/my_data.jsonl"), ("hub-set", "org/hub-set")]
     assert all(not k.startswith(("/", "..")) and ".." not in k.split("/") for k in r.attachments)
 
 

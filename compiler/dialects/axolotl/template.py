@@ -91,7 +91,7 @@ def template(t: Translation, per_dataset: dict[str, tuple[str, int]], formats: s
         t.err(["chat_template"], "chat_template: jinja needs chat_template_jinja", code="missing-key")
         return
     if name is None or name == "tokenizer_default":
-        t.put("template", "auto", *([src] if name else []))
+        t.put("template", "auto", src if name else "base_model")  # the model's own template
         return
     if name.startswith("tokenizer_default_fallback_"):
         t.warn([src], f"{name}: loft uses the model's own template (template: auto); when the model has "
