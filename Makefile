@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint bench lock parity clean
+.PHONY: install demo test test-fast lint bench lock parity clean fuzz
 
 # torch is pinned in the same pip command as the rest: this machine holds the 2.13.0 CPU wheel,
 # while an unpinned torch would pull a multi-GB CUDA build.
@@ -27,10 +27,14 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy compiler runtime
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz"
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not fuzz"
+
+# 10,000 mutated configs (LOFT_FUZZ_CASES=N for another number); tests/fuzz/test_fuzz_configs.py
+fuzz: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m fuzz tests/fuzz
 
 bench: $(STAMP)
 	$(PY) benchmarks/build_speed.py

@@ -75,7 +75,9 @@ class Document:
         """A Diagnostic located at `keys` in this document."""
         from .errors import key_path
 
-        line, col = self.pos(keys)
+        line, col = self.pos(keys) if keys else (0, 0)
+        if not line:  # a key missing at the top level: the top of the file
+            line, col = 1, 1
         return Diagnostic(message, key=kw.pop("key", key_path(list(keys))), file=self.path, line=line, col=col, **kw)
 
 

@@ -65,8 +65,10 @@ def _axolotl_locator(doc: Document, sources: dict[str, list[str]]) -> Locate:
     """Point a diagnostic about a translated loft key at the Axolotl key it came from."""
 
     def locate(d: Diagnostic) -> Diagnostic:
-        if d.line or not d.key:
+        if d.line:
             return d
+        if not d.key:
+            return replace(d, file=d.file or doc.path, line=1, col=1)
         key = d.key
         while key:
             if sources.get(key):
@@ -77,7 +79,7 @@ def _axolotl_locator(doc: Document, sources: dict[str, list[str]]) -> Locate:
                 line, col = doc.pos(path)
                 return replace(d, file=d.file or doc.path, line=line, col=col) if line else d
             key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key) if re.search(r"[.\[]", key) else ""
-        return d
+        return replace(d, file=d.file or doc.path, line=1, col=1)  # no Axolotl key gave it: the top of the file
 
     return locate
 

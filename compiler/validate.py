@@ -104,6 +104,8 @@ class Locator:
         if self.data_doc is not None and len(path) >= 2 and path[0] == "data" and path[1] in self.data_keys:
             doc, sub, file = self.data_doc, path[1:], self.data_doc.path
         line, col = doc.pos(sub) if doc is not None else (0, 0)
+        if doc is not None and not line:  # a key missing at the top level: the top of the file
+            line, col = 1, 1
         return Diagnostic(message, key=kw.pop("key", key_path(path)), file=file, line=line, col=col, code=code, **kw)
 
 

@@ -4,6 +4,7 @@ sub-stages collected so far (bundle attachments, warnings, errors)."""
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from ..errors import ConfigError, Diagnostic
 from ..parse import Document
 from ..validate import Locator, load_schema
 from .defaults import fill_defaults
-from .files import MODEL_BUNDLE_LIMIT, dir_files, is_hub_id
+from .files import MAX_DIR_FILES, MODEL_BUNDLE_LIMIT, dir_files, is_hub_id
 
 
 @dataclass
@@ -68,9 +69,58 @@ class Context:
             return p
         return None
 
+    def roots(self) -> list[Path]:
+        """Folders local files may come from: the config's own, plus `data.allow_paths` (relative to it) and
+        LOFT_ALLOW_PATHS (os.pathsep-separated; the way to widen them for an Axolotl config)."""
+        extra = list((self.cfg.get("data") or {}).get("allow_paths") or [])
+        extra += [p for p in os.environ.get("LOFT_ALLOW_PATHS", "").split(os.pathsep) if p]
+        return [Path(os.path.realpath(self.config_dir))] + [
+            Path(os.path.realpath(self.config_dir / os.path.expanduser(p))) for p in extra]
+
+    def inside_roots(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return any(real == r or r in real.parents for r in self.roots())
+
+    def allowed(self, path: Path, keys: tuple[Any, ...], what: str) -> bool:
+        """A local path may enter the bundle: under an allowed root once symlinks are resolved, and a
+        regular file or directory (a device or FIFO would hang the hash or read forever). Errors name the key."""
+        if not self.inside_roots(path):
+            real = os.path.realpath(path)
+            shown = f"{path} (-> {real})" if str(path) != real else str(path)
+            self.error("outside-root", keys, f"{what} {shown} is outside the config's folder",
+                       expected=f"a path inside {self.config_dir}",
+                       hint="add its folder to data.allow_paths (or LOFT_ALLOW_PATHS) to read it from there on purpose")
+            return False
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return True  # missing: the caller says so with its own message
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            self.error("not-a-file", keys, f"{what} {path} is not a regular file or directory (a device, FIFO "
+                       "or socket)", expected="a file or a directory")
+            return False
+        return True
+
+    def listing(self, path: Path, keys: tuple[Any, ...], what: str) -> list[tuple[str, Path]] | None:
+        """`dir_files`, refusing symlinks that leave the allowed roots, special files and huge trees."""
+        files = dir_files(path, self.base_dir, limit=MAX_DIR_FILES + 1)
+        if len(files) > MAX_DIR_FILES:
+            self.error("too-large", keys, f"{what} {path} holds more than {MAX_DIR_FILES:,} files",
+                       expected="a dataset or model directory, not a whole tree")
+            return None
+        bad = [rel for rel, p in files if p.is_symlink() and not self.inside_roots(p)]
+        if bad:
+            self.error("outside-root", keys, f"{what} {path} has symlinks that leave the config's folder: "
+                       + ", ".join(bad[:3]), expected="files inside the allowed roots",
+                       hint="copy the files in, or add their folder to data.allow_paths")
+            return None
+        return files
+
     def carry_dir(self, path: Path, name: str, keys: tuple[Any, ...]) -> str:
         """Bundle a small local directory under `name/`; otherwise refer to it by a relative path."""
-        files = dir_files(path, self.base_dir)
+        files = self.listing(path, keys, "directory")
+        if files is None:
+            return self.rel(path)
         size = sum(p.stat().st_size for _, p in files)
         if size <= MODEL_BUNDLE_LIMIT:
             for rel, p in files:

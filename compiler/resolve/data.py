@@ -59,12 +59,16 @@ def resolve_data(ctx: Context) -> list[dict[str, Any]]:
             ctx.error("missing-file", keys, f"data file {spec!r} not found",
                       expected=f"a file or directory at {path}, or a hub dataset id ('org/name')")
             continue
+        elif not ctx.allowed(path, keys, "data path"):
+            continue
         else:
             if ds.get("data_files") is not None and not _check_data_files(ctx, i, path, ds["data_files"]):
                 continue
             if path.is_dir():
-                files = dir_files(path, ctx.base_dir)
-                size = sum(p.stat().st_size for _, p in files)
+                listed = ctx.listing(path, keys, "data directory")
+                if listed is None:
+                    continue
+                size = sum(p.stat().st_size for _, p in listed)
                 entry.update(sha256=sha256_dir(path, ctx.base_dir), rows=None)
             else:
                 size = path.stat().st_size
@@ -133,6 +137,8 @@ def resolve_blocklist(ctx: Context, datasets: list[dict[str, Any]]) -> dict[str,
         return None
     keys = ("data", "blocklist")
     path = Path(os.path.abspath(ctx.config_dir / spec))
+    if not ctx.allowed(path, keys, "blocklist file"):
+        return None
     if not path.is_file():
         ctx.error("missing-file", keys, f"blocklist file {spec!r} not found",
                   expected=f"a text file at {path} (`loft spikes RUN --blocklist > {spec}` writes one)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 DATA_BUNDLE_LIMIT = 100 * 1024 * 1024  # data.bundle: auto copies local data up to this total
 MODEL_BUNDLE_LIMIT = 64 * 1024 * 1024  # local model directories up to this size travel in model/
+MAX_DIR_FILES = 100_000  # a dataset or model directory; `model.base: /` would otherwise walk the disk
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$")
 _FILE_EXTS = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".arrow", ".gz", ".zst", ".yaml", ".yml")
@@ -29,11 +30,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def dir_files(root: Path, skip: Path | None = None) -> list[tuple[str, Path]]:
+def dir_files(root: Path, skip: Path | None = None, limit: int | None = None) -> list[tuple[str, Path]]:
     """(posix relative path, path) of every regular file under root, sorted; VCS/cache folders and
-    `skip` (the bundle being written, when it sits inside a data or model folder) are left out."""
+    `skip` (the bundle being written, when it sits inside a data or model folder) are left out; the walk
+    stops after `limit` files. Devices, FIFOs and sockets are never listed (reading one would hang)."""
     out: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
+        if limit is not None and len(out) >= limit:
+            break
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES and (skip is None or here / d != skip))
         for fn in filenames:

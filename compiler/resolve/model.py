@@ -24,6 +24,9 @@ def resolve_model(ctx: Context) -> tuple[dict[str, Any], Path | None]:
     path = ctx.local(spec)
     facts: dict[str, Any]
     entry: dict[str, Any] = {"revision": m["revision"]}
+    if path is not None and not ctx.allowed(path, ("model", "base"), "model directory"):
+        return {**models.empty_facts(), "source": "config.json", "id": None, "path": spec,
+                "revision": None, "params": None}, None
     if path is not None:
         if not path.is_dir():
             ctx.error("missing-file", ("model", "base"), f"model directory {spec!r} not found",
@@ -76,6 +79,8 @@ def _tokenizer(ctx: Context, model_path: Path | None) -> None:
     tpath = ctx.local(tok)
     if tpath is not None and model_path is not None and tpath == model_path:
         m["tokenizer"] = m["base"]  # the model directory itself: already carried
+    elif tpath is not None and not ctx.allowed(tpath, ("model", "tokenizer"), "tokenizer directory"):
+        return
     elif tpath is not None:
         if not tpath.is_dir():
             ctx.error("missing-file", ("model", "tokenizer"), f"tokenizer directory {tok!r} not found",

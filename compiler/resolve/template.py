@@ -4,6 +4,7 @@ into the bundle as chat_template.jinja with its sha256, end-of-turn token and lo
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ def resolve_template(ctx: Context, model: dict[str, Any], model_dir: Path | None
     from ..templates import select_template
 
     spec = ctx.cfg["template"]
+    path = ctx.config_dir / os.path.expanduser(str(spec))
+    if os.path.lexists(path) and not ctx.allowed(path, ("template",), "template file"):
+        return {}
     # Axolotl renders chats with the tokenizer's own template: an Axolotl config never gets a guessed one
     chats = any(d.get("format") in ("messages", "sharegpt") or (d.get("format") == "alpaca"
                                                                 and not d.get("prompt_style"))

@@ -67,7 +67,8 @@ TINY_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hi
                "vocab_size": 1000, "max_position_embeddings": 512, "tie_word_embeddings": False}
 
 
-def test_local_paths_are_rebased_and_plans_match(tmp_path: Path) -> None:
+def test_local_paths_are_rebased_and_plans_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOFT_ALLOW_PATHS", str(tmp_path))  # the model sits beside the configs' folders
     tiny_model_dir = tmp_path / "models/tiny"  # resolve reads config.json only; no weights needed to plan
     tiny_model_dir.mkdir(parents=True)
     (tiny_model_dir / "config.json").write_text(json.dumps(TINY_CONFIG))

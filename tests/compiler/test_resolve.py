@@ -345,7 +345,9 @@ def test_template_errors_point_at_the_template_key(tmp_path: Path) -> None:
 
 
 def test_template_file_is_bundled_under_its_fixed_name(tmp_path: Path) -> None:
-    cfg = make_project(tmp_path / "proj", BASE_CONFIG.replace("template: llama3.2", "template: ../shared_tpl/t.jinja"))
+    text = BASE_CONFIG.replace("template: llama3.2", "template: ../shared_tpl/t.jinja")
+    text = text.replace("data:\n", "data:\n  allow_paths: [../shared_tpl]\n")  # outside the config's folder
+    cfg = make_project(tmp_path / "proj", text)
     src = Path(models.__file__).resolve().parent.parent / "chat_templates" / "llama3.2.jinja"
     (tmp_path / "shared_tpl").mkdir()
     shutil.copy(src, tmp_path / "shared_tpl" / "t.jinja")
