@@ -91,9 +91,12 @@ def write_bundle(out_dir: Path, files: dict[str, bytes], force: bool) -> None:
         raise ConfigError.one(
             f"{out_dir} is not empty and is not a loft bundle (no plan.lock and MANIFEST.sha256)",
             key="-o", expected="an empty or new directory, or an earlier loft bundle",
-            hint="pick another -o, or pass --force to write the bundle into it (its other files are kept)",
+            hint="pick another -o, or pass --force to write the bundle into it (its other files are kept; "
+                 "loft refuses if one of them is where a bundle file goes)",
             code="out-not-bundle")
     files = {p: files[p] for p in sorted(files) if p != MANIFEST}
+    if existing:
+        _refuse_foreign(out_dir, files, old_is_bundle)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.loft-new-", dir=out_dir.parent))
     try:
@@ -111,6 +114,46 @@ def write_bundle(out_dir: Path, files: dict[str, bytes], force: bool) -> None:
         _fsync_dir(out_dir.parent)
         return
     _swap(out_dir, tmp, files, old_is_bundle)
+
+
+def owned_paths(out_dir: Path, old_is_bundle: bool) -> set[str]:
+    """Every file the old bundle wrote itself, by its MANIFEST.sha256 (nothing for a directory that is
+    not a bundle): what a rebuild may replace. Everything else in the directory is the user's."""
+    if not old_is_bundle:
+        return set()
+    try:
+        return set(parse_manifest((out_dir / MANIFEST).read_text("utf-8"))) | {MANIFEST}
+    except (OSError, ValueError):
+        return {MANIFEST, PLAN}
+
+
+def _refuse_foreign(out_dir: Path, files: dict[str, bytes], old_is_bundle: bool) -> None:
+    """Stop before touching anything when the new bundle would replace a file loft did not write (a
+    user's `data/`, `model/` or `requirements.lock` under --force, or a file added inside a bundle's own
+    folder). Run outputs (output_dir) and the runtime's __pycache__ are not in the way: they are kept."""
+    owned = owned_paths(out_dir, old_is_bundle)
+    keep = output_dirs(files.get(PLAN)) | (output_dirs(_read(out_dir / PLAN)) if old_is_bundle else set())
+    new_top = {p.split("/")[0] for p in files} | {MANIFEST}
+    foreign: list[str] = []
+    for name in sorted(new_top - keep):
+        entry = out_dir / name
+        if not (entry.exists() or entry.is_symlink()):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(entry):
+                dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+                for fn in filenames:
+                    rel = Path(dirpath, fn).relative_to(out_dir).as_posix()
+                    if rel not in owned and not fn.endswith((".pyc", ".pyo")):
+                        foreign.append(rel)
+        elif name not in owned:
+            foreign.append(name)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigError.one(
+            f"{out_dir} holds files loft did not write where the bundle goes: {shown}", key="-o",
+            code="out-not-owned", expected="a directory whose bundle paths loft wrote itself (MANIFEST.sha256)",
+            hint="move those files away, or pick another -o; loft never overwrites or deletes them")
 
 
 def _swap(out_dir: Path, tmp: Path, files: dict[str, bytes], old_is_bundle: bool) -> None:
