@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--micro-batch", type=int, default=None, help="micro batch size per GPU (default from the config)")
     p.add_argument("--dialect", choices=("loft", "axolotl"), default=None, help="override dialect detection")
     p.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one config key, as for `loftc build --set` (repeatable)")
     p.set_defaults(func=run)
     return p
 
@@ -52,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--num-gpus", args.num_gpus), ("--micro-batch", args.micro_batch)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, not {value}")
-    resolved = plan(args.config, dialect=args.dialect, estimate=False)
+    from .. import overrides
+
+    resolved = plan(args.config, dialect=args.dialect, estimate=False,
+                    overrides=overrides.parse(args.overrides) or None)
     est = estimate_plan(resolved.plan, gpu=gpu, num_gpus=args.num_gpus, provider=provider,
                         micro_batch=args.micro_batch)
     if args.json:

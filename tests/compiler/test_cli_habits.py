@@ -61,6 +61,15 @@ def test_set_overrides_are_applied_and_recorded(tmp_path, capsys):
     assert "overrides" not in json.loads((plain / "plan.lock").read_text())["source"]
 
 
+def test_estimate_takes_set_too(tmp_path, capsys):
+    cfg = make_project(tmp_path)
+    assert main(["estimate", str(cfg), "--json"]) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert main(["estimate", str(cfg), "--json", "--set", "sequence.max_length=4096"]) == 0
+    longer = json.loads(capsys.readouterr().out)
+    assert longer["vram"]["seq_len"] == 4096 != base["vram"]["seq_len"]
+
+
 def test_set_errors_are_structured(tmp_path, capsys):
     cfg = make_project(tmp_path)
     assert main(["build", str(cfg), "-o", str(tmp_path / "r"), "--json", "--set", "training.learning_rat=1e-4"]) == 1
