@@ -52,7 +52,7 @@ def test_a_file_added_inside_a_bundle_folder_stops_the_rebuild(tmp_path: Path) -
     out = tmp_path / "run"
     write_bundle(out, _files(), force=False)
     (out / "data" / "extra.jsonl").write_text("user data\n")
-    with pytest.raises(ConfigError, match="extra.jsonl"):
+    with pytest.raises(ConfigError, match=r"extra\.jsonl"):
         write_bundle(out, _files(), force=False)
     assert (out / "data" / "extra.jsonl").read_text() == "user data\n"
 
