@@ -82,3 +82,29 @@ def test_values_are_checked_against_axolotl_types_and_choices() -> None:
 def test_rope_scaling_becomes_a_config_override() -> None:
     cfg, _ = tr("rope_scaling:\n  type: linear\n  factor: 2.0\n")
     assert cfg["model"]["config_overrides"] == {"rope_scaling": {"type": "linear", "factor": 2.0}}
+
+
+def test_save_total_limit_follows_axolotls_default() -> None:
+    cfg, _ = tr("")
+    assert cfg["training"]["save_total_limit"] == 4  # Axolotl's trainer keeps 4 when unset or 0
+    cfg, _ = tr("save_total_limit: 0\n")
+    assert cfg["training"]["save_total_limit"] == 4
+    cfg, _ = tr("save_total_limit: 2\n")
+    assert cfg["training"]["save_total_limit"] == 2
+
+
+def test_false_for_a_number_is_off_as_in_pydantic() -> None:
+    _, warns = tr("jagged_restart_anneal_steps: false\n")
+    assert "jagged_restart_anneal_steps" not in keys(warns)
+
+
+def test_quantize_moe_experts_with_8bit_lora_warns() -> None:
+    _, warns = tr("adapter: lora\nload_in_8bit: true\nlora_r: 8\nlora_alpha: 16\nlora_target_linear: true\n"
+                  "quantize_moe_experts: true\n")
+    assert "quantize_moe_experts" in keys(warns)
+
+
+def test_family_templates_outside_the_library_use_the_models_own() -> None:
+    for name in ("gemma4_unified", "deepseek_v2"):
+        cfg, warns = tr(f"chat_template: {name}\n")
+        assert cfg["template"] == "auto" and "chat_template" in keys(warns)

@@ -86,6 +86,8 @@ def type_problem(key: str, value: Any, section: str = "top") -> str:
         got = "object" if isinstance(value, dict) else "array" if isinstance(value, list) else \
             "string" if isinstance(value, str) else "any"
     types = schema["types"]
+    if got == "boolean" and value is False and ("integer" in types or "number" in types):
+        return ""  # pydantic's lax mode reads false as 0 (off) for a number
     if got not in types and not (got == "integer" and "number" in types):
         shown = " or ".join(t for t in types if t != "null") or "null"
         return f"expected {shown} (Axolotl's schema), got {value!r}"

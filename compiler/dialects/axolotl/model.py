@@ -61,8 +61,12 @@ def model(t: Translation) -> None:
             t.warn(["quantize_moe_experts"], "loft's qlora quantizes the layers bitsandbytes supports; MoE "
                    "experts stored as fused tensors may stay in bf16 (more memory, the same adapter "
                    "training)", code="axolotl-differs")
+        elif t.d.get("adapter") == "lora" and t.d.get("load_in_8bit") is True:
+            t.warn(["quantize_moe_experts"], "8-bit experts are a memory saving loft does not offer: loft trains "
+                   "the same LoRA adapter on unquantized weights (see the estimate)", code="axolotl-differs")
         else:
-            t.err(["quantize_moe_experts"], "quantizing experts needs adapter: qlora", code="contradiction")
+            t.err(["quantize_moe_experts"], "quantizing experts needs adapter: qlora (or lora with load_in_8bit)",
+                  code="contradiction")
     st = t.d.get("special_tokens")
     if isinstance(st, dict) and st:
         allowed = ("bos_token", "eos_token", "pad_token", "unk_token")

@@ -23,7 +23,6 @@ TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
     "phi_3": ("phi3", "phi3.5"),
     "phi_35": ("phi3.5",),
     "phi_4": ("phi4",),
-    "deepseek_v2": ("deepseek-v2",),
     "deepseek_v3": ("deepseek-v3", "deepseek-r1"),
     "qwen_25": ("qwen2.5",),
     "qwen3": ("qwen3",),
@@ -44,7 +43,8 @@ _VISION_TEMPLATES = ("llama3_2_vision", "pixtral", "llava", "qwen2_vl", "gemma3n
 # Axolotl templates that are copies of one model family's own tokenizer template: with no loft library
 # equivalent, the model's own template (template: auto) is the same text.
 _FAMILY_OWN_TEMPLATES = ("qwen3_5", "llama4", "gemma4", "falcon_h1", "phi_4", "exaone", "deepseek_v3",
-                         "gemma3n", "jamba", "command_a", "granite", "olmo3", "lfm2")
+                         "gemma3n", "jamba", "command_a", "granite", "olmo3", "lfm2", "gemma4_unified",
+                         "deepseek_v2")
 
 
 def library_templates() -> dict[str, str]:

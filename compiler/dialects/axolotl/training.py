@@ -157,15 +157,12 @@ def training(t: Translation) -> None:
     else:
         t.err(["lr_scheduler"], f"lr_scheduler {sch!r} is not supported", expected=", ".join(SCHEDULERS),
               hint=did_you_mean(str(sch), SCHEDULERS))
-    for key, out in (("seed", "training.seed"), ("logging_steps", "training.logging_steps"),
-                     ("save_total_limit", "training.save_total_limit")):
-        v = t.d.get(key)
-        if v is None:
-            continue
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            t.err([key], f"expected a whole number, got {v!r}", code="type")
-        else:
-            t.put(out, v, key)
+    for key, out in (("seed", "training.seed"), ("logging_steps", "training.logging_steps")):
+        if isinstance(t.d.get(key), int):  # the type is Axolotl's schema's check; bounds are loft's schema's
+            t.put(out, t.d[key], key)
+    # Axolotl keeps the last 4 checkpoints when save_total_limit is unset or 0 (its trainer builder)
+    limit = t.d.get("save_total_limit")
+    t.put("training.save_total_limit", limit if isinstance(limit, int) and limit else 4, *t.given("save_total_limit"))
     gc = t.d.get("gradient_checkpointing")
     if gc in ("offload", "offload_disk", "unsloth"):
         t.warn(["gradient_checkpointing"], f"gradient_checkpointing: {gc} becomes plain gradient "
