@@ -249,8 +249,12 @@ def _tokenize_source(src: Source, s: Settings, importer: threading.Thread, warni
             raise PrepareError(f"dataset {name!r}: {src.local} does not exist")
         src.sha256 = file_sha256(src.local)
         if src.plan.get("sha256") and src.local.is_file() and src.plan["sha256"] != src.sha256:
-            warnings.append(f"dataset {name!r}: {src.local.name} changed since `loftc build` "
-                            "(sha256 differs from plan.lock); prepared from the file as it is now")
+            drift = (f"dataset {name!r}: {src.local} changed since `loftc build`: sha256 {src.sha256} now, "
+                     f"{src.plan['sha256']} in plan.lock")
+            if os.environ.get("LOFT_ALLOW_DATA_DRIFT") != "1":  # the plan is the contract: no silent drift
+                raise PrepareError(drift + "; rebuild the bundle (loftc build), or set LOFT_ALLOW_DATA_DRIFT=1 to "
+                                   "prepare from the file as it is now (recorded in prepare_report.json)")
+            warnings.append(drift + "; prepared from the file as it is now (LOFT_ALLOW_DATA_DRIFT=1)")
     tmpl = s.template
     key1 = cache.key({"v": CACHE_VERSION, "data": src.sha256 or [src.plan.get("path"), src.plan.get("revision")],
                       "split": src.entry.get("split", "train"), "dataset": src.spec.tokenization_config(),
