@@ -165,6 +165,8 @@ def plan_roots(cfg: dict[str, Any]) -> set[str]:
         roots.add("liger-kernel")
     if kernels.get("cut_cross_entropy"):
         roots.add("cut-cross-entropy")
+    if cfg.get("sweep"):
+        roots.add("optuna")  # the sweep stage's study, sampler and pruners
     if needs_flash_attn(cfg):
         roots.update(req["build"]["flash-attn"]["needs"])  # its build and import dependencies
     return {normalize(r) for r in roots}
@@ -173,7 +175,7 @@ def plan_roots(cfg: dict[str, Any]) -> set[str]:
 # import name of each top-level package whose import launch.sh's preflight and `check` try
 _IMPORTS = {"accelerate": "accelerate", "bitsandbytes": "bitsandbytes", "cut-cross-entropy": "cut_cross_entropy",
             "datasets": "datasets", "deepspeed": "deepspeed", "huggingface-hub": "huggingface_hub", "jinja2": "jinja2",
-            "liger-kernel": "liger_kernel", "matplotlib": "matplotlib", "numpy": "numpy", "peft": "peft",
+            "liger-kernel": "liger_kernel", "matplotlib": "matplotlib", "numpy": "numpy", "optuna": "optuna", "peft": "peft",
             "pyarrow": "pyarrow", "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch",
             "transformers": "transformers", "wandb": "wandb"}
 

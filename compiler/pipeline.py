@@ -89,7 +89,7 @@ def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
     """Stage 5: a valid config → the plan. One sub-stage per concern (compiler/resolve/<module>.py), each
     recording its decisions; a sub-stage that needs an earlier one's result runs only when that one found
     no errors."""
-    from .resolve import Context, batch, data, defaults, launch, model, source, sweep, template, versions
+    from .resolve import Context, batch, data, defaults, launch, model, source, template, versions
 
     ctx = Context.create(doc, config, dialect, out_dir)
     defaults.settle(ctx)
@@ -113,7 +113,7 @@ def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
         "launch": launch.resolve_launch(ctx),
         "estimate": None,
         "versions": versions.resolve_versions(ctx),
-        "sweep": sweep.resolve_sweep(ctx),
+        "sweep": None,  # every trial resolved and estimated like the run, after it (`_sweep`)
         "warnings": [],
     }
     ctx.check()
@@ -124,6 +124,7 @@ def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | Non
          estimate: bool = True, overrides: dict[str, Any] | None = None) -> Resolved:
     """load → resolve (→ estimate) → suspicious-combination warnings. Paths are relative to `out_dir`
     (the bundle), or to the config's directory when there is no bundle (check / estimate)."""
+    from . import sweep as sweeps
     from . import warnings as suspicious
 
     doc, config, name, warnings, locate = _load(path, dialect, overrides)
@@ -138,10 +139,33 @@ def plan(path: str | Path, out_dir: str | Path | None = None, dialect: str | Non
         from .estimate import estimate_plan
 
         the_plan["estimate"] = estimate_plan(the_plan)
+    the_plan["sweep"] = _sweep(doc, config, name, out_dir, the_plan, estimate, locate)
     found = [*resolved.warnings, *suspicious.collect(the_plan, doc if name == "loft" else None, doc.path)]
+    found += sweeps.trial_warnings(the_plan["sweep"], doc.pos, doc.path)
     diags = _dedupe([*warnings, *(locate(d) for d in found)], main_file=doc.path)
     the_plan["warnings"] = [{"code": d.code, "key": d.key, "message": d.message} for d in diags]
     return Resolved(plan=the_plan, attachments=resolved.attachments, warnings=diags)
+
+
+def _sweep(doc: Document, config: dict[str, Any], dialect: str, out_dir: str | Path | None,
+           base: dict[str, Any], estimate: bool, locate: Locate) -> dict[str, Any] | None:
+    """plan.sweep: every grid/random trial through validate → resolve → estimate, like the run itself."""
+    from . import sweep as sweeps
+    from .validate import validate
+
+    def resolve_trial(trial_config: dict[str, Any]) -> dict[str, Any]:
+        valid = validate(trial_config, doc=None, file=doc.path)
+        trial_plan = resolve(doc, valid, dialect=dialect, out_dir=out_dir).plan
+        if estimate:
+            from .estimate import estimate_plan
+
+            trial_plan["estimate"] = estimate_plan(trial_plan)
+        return trial_plan
+
+    try:
+        return sweeps.resolve_trials(config, base, resolve_trial, doc.pos, doc.path)
+    except ConfigError as e:
+        raise ConfigError([locate(d) for d in e.diagnostics]) from None
 
 
 def compile(path: str | Path, out_dir: str | Path, dialect: str | None = None,

@@ -26,6 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from .errors import ConfigError, did_you_mean
 from .locks import bundle_locks, needs_flash_attn, needs_vllm_env, plan_imports
 from .resources import data_dir
+from .sweep_report import sweep_view
 
 STAGES = ("prepare", "train", "eval", "merge", "export")
 RUNTIME_PREFIX = "loft/runtime/"
@@ -55,15 +56,33 @@ def render_bundle(plan: dict[str, Any], attachments: dict[str, bytes]) -> dict[s
         files[view["accelerate_config"]] = _render(text_env, "common/accelerate.yaml.j2", view).encode()
     if view["deepspeed_config"]:
         files[view["deepspeed_config"]] = canonical_json(ds_config(plan)).encode()
-    files["sweep.jsonl"] = "".join(
-        json.dumps(t, sort_keys=True, ensure_ascii=False) + "\n" for t in plan.get("sweep") or [{"trial": 0, "overrides": {}}]
-    ).encode()
+    files["sweep.jsonl"] = sweep_jsonl(plan).encode()
     for rel, text in bundle_locks(plan["config"], view["gpus_per_node"]).items():
         files[rel] = text.encode()
     for rel, data in attachments.items():
         files[_safe_rel(rel)] = data
     files.update(runtime_files())
     return dict(sorted(files.items()))
+
+
+def trial_records(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """sweep.jsonl's lines: each resolved trial (config, derived, estimate); the run itself without a sweep
+    (and for bayes, whose trials are chosen while it runs: they go to out/sweep/results.jsonl)."""
+    sweep = plan.get("sweep")
+    if sweep and sweep["trials"]:
+        return list(sweep["trials"])
+    return [{"trial": 0, "overrides": {}, "config": plan["config"], "derived": plan["derived"],
+             "estimate": plan.get("estimate"), "fits": None}]
+
+
+def sweep_jsonl(plan: dict[str, Any]) -> str:
+    return "".join(json.dumps(t, sort_keys=True, ensure_ascii=False) + "\n" for t in trial_records(plan))
+
+
+def trial_count(plan: dict[str, Any]) -> int:
+    """Trials `LOFT_TRIAL=N` may select: the resolved ones (a bayes sweep's are chosen while it runs)."""
+    sweep = plan.get("sweep")
+    return len(sweep["trials"]) if sweep else 1
 
 
 def canonical_json(obj: Any) -> str:
@@ -292,7 +311,7 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
         "stages": enabled_stages(plan),
         "all_stages": list(STAGES),
         "output_dir": cfg.get("output_dir", "out"),
-        "trials": len(plan.get("sweep") or [1]),
+        "trials": trial_count(plan),
         "wandb": wandb_view,
         "modules": modules,
         "deepspeed_config": deepspeed_config,
@@ -460,7 +479,6 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
         ("sharding", parallel),
         ("stages", " → ".join(launch["stages"])),
     ]
-    trials = plan.get("sweep") or []
     return {
         "name": plan.get("name", ""),
         "loft_version": plan.get("loft_version", ""),
@@ -484,9 +502,7 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
         "train_rows": train_rows,
         "estimate_md": _estimate_md(plan.get("estimate")),
         "launch_rows": launch_rows,
-        "trials": [{"trial": t.get("trial"), "overrides": ", ".join(f"`{k}` = {_json(v)}" for k, v in
-                                                                  sorted((t.get("overrides") or {}).items()))}
-                   for t in trials] if len(trials) > 1 else [],
+        "sweep": sweep_view(plan),
         "warnings": [{"code": w.get("code", ""), "key": w.get("key", ""), "message": w.get("message", "")}
                      for w in plan.get("warnings") or []],
         "wandb": launch["wandb"],

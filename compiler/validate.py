@@ -565,8 +565,10 @@ def _sweep_errors(sweep: dict[str, Any], config: dict[str, Any], where: Locator)
                                     hint=did_you_mean(key, leaves)))
             continue
         v = Draft202012Validator(sub)
-        items = list(enumerate(values)) if isinstance(values, list) else [
-            (k, values[k]) for k in ("min", "max") if k in values]
+        if isinstance(values, list) or "values" in values:
+            items: list[tuple[Any, Any]] = list(enumerate(values if isinstance(values, list) else values["values"]))
+        else:
+            items = [(k, values[k]) for k in ("min", "max") if k in values]
         for j, val in items:
             for err in v.iter_errors(val):
                 diags.append(where.diag((*loc, j), f"value {_show(val)} is invalid for {key}: {err.message}",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-STAGES = ("prepare", "train", "eval", "merge", "export", "debug-tokens")
+STAGES = ("prepare", "train", "eval", "merge", "export", "sweep", "debug-tokens")
 HELP = {
     "prepare": "tokenize, mask, pack and split the data into <out>/prepared",
     "train": "train (resumes from the newest complete checkpoint); SIGUSR1 / touch RUN_DIR/STOP / Ctrl-C "
@@ -22,6 +22,7 @@ HELP = {
     "merge": "merge the LoRA adapter into the base weights → <out>/merged; or, with --base/--adapters, "
              "combine adapters by PEFT's weighted merging (linear, ties, dare_*, cat, svd) → -o OUT",
     "export": "write the plan's export formats (safetensors, gguf, awq, gptq) with a model card → <out>/export",
+    "sweep": "run every sweep trial in one process (base model loaded once) → <out>/sweep/results.md",
     "debug-tokens": "show how samples are tokenized and masked",
 }
 TOOLS = {  # commands with their own arguments: name -> (module, help)
@@ -125,6 +126,10 @@ def _stage(name: str) -> Callable[..., int]:
         from .eval import run as eval_run
 
         return eval_run
+    if name == "sweep":
+        from .sweep.runner import run as sweep_run
+
+        return sweep_run
     if name == "merge":
         from .merge import run as merge_run
 

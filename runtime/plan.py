@@ -67,27 +67,26 @@ def load(run_dir: str | Path) -> Bundle:
     return Bundle(root=root, plan=plan)
 
 
-def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
-    """``config["a"]["b"] = value`` for ``key == "a.b"`` (intermediate mappings must exist)."""
-    parts = key.split(".")
-    node = config
-    for part in parts[:-1]:
-        if not isinstance(node.get(part), dict):
-            raise PlanError(f"sweep override {key!r}: {part!r} is not a section of the config")
-        node = node[part]
-    node[parts[-1]] = value
+def trial_plan(plan: dict[str, Any], record: dict[str, Any], name: str) -> dict[str, Any]:
+    """The plan one sweep trial runs: the run's plan with the trial's resolved config, derived numbers and
+    estimate (recorded by the compiler for grid/random trials; nothing is re-derived here)."""
+    out = copy.deepcopy(plan)
+    out.update(config=copy.deepcopy(record["config"]), derived=copy.deepcopy(record["derived"]),
+               estimate=copy.deepcopy(record["estimate"]), name=name)
+    return out
 
 
 def with_trial(bundle: Bundle, trial: int) -> Bundle:
-    """The bundle as sweep trial ``trial`` sees it: the plan's overrides applied, output in <out>/trial-N."""
-    sweep = bundle.plan.get("sweep") or []
-    match = [t for t in sweep if t.get("trial") == trial]
+    """The bundle as sweep trial ``trial`` sees it: its own resolved plan, output in <out>/trial-N."""
+    sweep = bundle.plan.get("sweep")
+    if not sweep:
+        raise PlanError(f"--trial {trial}: this plan has no sweep")
+    if sweep["method"] == "bayes":
+        raise PlanError(f"--trial {trial}: a bayes sweep's trials are chosen while it runs; run them all with "
+                        "`bash launch.sh sweep` (each trial's config is in out/sweep/results.jsonl)")
+    match = [t for t in sweep["trials"] if t["trial"] == trial]
     if not match:
-        have = ", ".join(str(t.get("trial")) for t in sweep) or "none"
+        have = f"0..{len(sweep['trials']) - 1}" if sweep["trials"] else "none"
         raise PlanError(f"--trial {trial}: the plan has no such sweep trial (trials: {have})")
-    plan = copy.deepcopy(bundle.plan)
-    for key, value in sorted((match[0].get("overrides") or {}).items()):
-        set_dotted(plan["config"], key, value)
-    out = plan["config"].get("output_dir", "out")
-    plan["config"]["output_dir"] = f"{out.rstrip('/')}/trial-{trial}"
+    plan = trial_plan(bundle.plan, match[0], f"{bundle.plan['name']}-trial-{trial}")
     return replace(bundle, plan=plan, trial=trial)

@@ -11,7 +11,9 @@ run in is written out in `compiler/pipeline.py` (`resolve`):
     source    the source config: file name, sha256, content   (source.py)
     launch    launcher, nodes, GPUs per node, config files    (launch.py)
     versions  the package versions the bundle installs        (versions.py)
-    sweep     sweep trials                                    (sweep.py)
+
+The sweep's trials are resolved after the run's estimate, each through these same sub-stages and the
+estimator (`pipeline._sweep`, compiler/sweep.py).
 
 Paths in the plan are relative to the bundle directory (or to the config's directory when there is no
 bundle). Small local data and model files are carried into the bundle as attachments so it is relocatable.

@@ -222,7 +222,7 @@ def _settings(bundle: Bundle) -> Settings:
     training = cfg.get("training", {})
     tmpl = bundle.plan.get("template", {})
     out = bundle.out
-    cache_dir = out / "cache"
+    cache_dir = bundle.base_out / "cache"  # one per-dataset cache for the run and its sweep trials
     cache_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(bundle)
     template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -284,11 +284,28 @@ def _write_report(out: Path, report: dict[str, Any]) -> None:
     os.replace(tmp, out / REPORT)
 
 
+ModelProvider = Callable[["Bundle", Any], Any]  # (bundle, tokenizer) -> the model to train
+
+
 def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
     """Train as the plan says; resume from the newest complete checkpoint. Returns the exit code."""
-    code = _train(bundle, callbacks)
+    code = train(bundle, callbacks)
     _leave_process_group()
     return code
+
+
+def standalone_model(bundle: Bundle, tokenizer: Any) -> Any:
+    """The base model as the plan names it, with its adapter. Seeded twice: before the weights (a random
+    base) and right before the adapter, so a sweep that keeps its base loaded draws the same adapter."""
+    from transformers import set_seed
+
+    seed = int(bundle.config["training"]["seed"])
+    set_seed(seed)
+    base = load_base_model(bundle)
+    if fit_embeddings(base, tokenizer):
+        _say(f"model.special_tokens added tokens: embeddings resized to {len(tokenizer)}")
+    set_seed(seed)
+    return apply_adapter(base, bundle)
 
 
 def _leave_process_group() -> None:
@@ -302,7 +319,11 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def _train(bundle: Bundle, callbacks: Sequence[Any]) -> int:
+def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelProvider | None = None,
+          final_eval: bool = False) -> int:
+    """One training run. `model_provider` gives the model (a sweep passes its shared base; default: load it);
+    `final_eval` evaluates the final model when the last evaluation was at an earlier step (a sweep ranks
+    trials by the final eval loss)."""
     check_qlora(bundle)  # before any weights or data are read
     check_attention(bundle)
     import torch
@@ -334,13 +355,7 @@ def _train(bundle: Bundle, callbacks: Sequence[Any]) -> int:
     collator = LoftCollator(pad_token_id=int(pad_id or 0), packing=bool(cfg["sequence"].get("packing")),
                             with_ambiguity=bool(als.get("enabled")))
 
-    from transformers import set_seed
-
-    set_seed(int(cfg["training"].get("seed", 42)))  # adapter init draws from the global RNG
-    base = load_base_model(bundle)
-    if fit_embeddings(base, tokenizer):
-        _say(f"model.special_tokens added tokens: embeddings resized to {len(tokenizer)}")
-    model = apply_adapter(base, bundle)
+    model = (model_provider or standalone_model)(bundle, tokenizer)
     if _rank() == 0 and hasattr(model, "print_trainable_parameters"):
         model.print_trainable_parameters()
 
@@ -396,6 +411,10 @@ def _train(bundle: Bundle, callbacks: Sequence[Any]) -> int:
         stop.restore()
     state = trainer.state
     finished = stop_cb.stopped_at is None or state.global_step >= state.max_steps
+    if final_eval and finished and eval_ds is not None:
+        evals = [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "eval_loss" in r]
+        if not evals or evals[-1] != state.global_step:
+            trainer.evaluate()  # MetricsCallback records it in metrics.jsonl
     losses = [r["loss"] for r in read_jsonl(out / "metrics.jsonl") if r.get("loss") is not None]
     report: dict[str, Any] = {
         "status": "completed" if finished else "stopped",

@@ -1,0 +1,327 @@
+"""`loft sweep RUN_DIR`: every trial of plan.sweep in one process that loads the base model once.
+
+    setup      grid/random trials enqueued in the Optuna study (out/sweep/study.journal); trials a previous
+               launch left running (save-and-quit, a crash) queued to resume first
+    per trial  the trial's plan (plan.sweep's resolved record, or for bayes the base trial with TPE's
+               values) → its own prepared data when its data/sequence keys differ (from the shared
+               per-dataset cache) → the train stage with the shared base model and a pruning callback →
+               the base checked bit-identical → results.jsonl, results.md, loss_curves.png, best.yaml
+    stop       save-and-quit inside a trial saves its checkpoint and ends the sweep; relaunching skips
+               finished trials and resumes that one from its checkpoint (the train stage's own resume)
+
+Multi-GPU: under torchrun every rank runs this loop, rank 0 talks to Optuna and broadcasts each trial;
+with `sweep.parallel: per_gpu` the launch process starts one worker per GPU (CUDA_VISIBLE_DEVICES) on the
+shared study instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..plan import trial_plan
+from ..train.metrics import read_jsonl
+from ..train.model import StageError
+from . import results
+from .shared_model import SharedModel
+from .space import prepare_view, with_values
+from .study import PruneCallback, locked, open_study, suggest
+
+if TYPE_CHECKING:
+    from ..plan import Bundle
+
+STATE = "state.json"
+WORKER_ENV = "LOFT_SWEEP_WORKER"
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _say(msg: str) -> None:
+    if _rank() == 0:
+        print(f"[loft] sweep: {msg}", file=sys.stderr, flush=True)
+
+
+def run(bundle: Bundle) -> int:
+    sweep = bundle.plan.get("sweep")
+    if not sweep:
+        raise StageError("this plan has no sweep: add a `sweep:` section to the config and rebuild")
+    if bundle.trial is not None:
+        raise StageError("--trial selects one trial for the train stage; `loft sweep` runs every trial")
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise StageError("the sweep stage needs optuna: pip install -r requirements.lock") from None
+    gpus = int(bundle.plan["launch"]["gpus_per_node"])
+    if sweep["parallel"] == "per_gpu" and gpus > 1 and _world() == 1 and WORKER_ENV not in os.environ:
+        return per_gpu(bundle, gpus)
+    runner = Runner(bundle)
+    if WORKER_ENV not in os.environ:
+        runner.setup()
+    return runner.loop()
+
+
+def per_gpu(bundle: Bundle, gpus: int) -> int:
+    """One worker process per GPU on the shared study; each runs whole trials on its own GPU."""
+    runner = Runner(bundle)
+    runner.setup()
+    _say(f"one trial per GPU: starting {gpus} workers")
+    procs = [subprocess.Popen([sys.executable, "-m", "loft.runtime", "sweep", str(bundle.root)],
+                              env={**os.environ, "CUDA_VISIBLE_DEVICES": str(i), WORKER_ENV: str(i)})
+             for i in range(gpus)]
+    codes = [p.wait() for p in procs]
+    runner.finish()
+    return max(codes)
+
+
+class Runner:
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.sweep: dict[str, Any] = bundle.plan["sweep"]
+        self.folder = bundle.out / "sweep"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.main = _rank() == 0
+        self.study: Any = open_study(self.folder, self.sweep, bundle.plan["name"]) if self.main else None
+        self.shared = SharedModel(_world())
+        self.sentinel = bundle.root / "STOP"
+
+    # -- setup and bookkeeping ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Enqueue the plan's trials the study lacks; queue trials left running by an earlier launch."""
+        if not self.main:
+            return
+        import optuna
+
+        self.sentinel.unlink(missing_ok=True)  # a STOP left from the stop that ended the previous launch
+        with locked(self.folder):
+            trials = self.study.get_trials(deepcopy=False)
+            known = {t.user_attrs.get("loft_trial") for t in trials}
+            for record in self.sweep["trials"]:
+                if record["trial"] not in known:
+                    self.study.enqueue_trial({}, user_attrs={"loft_trial": record["trial"]})
+            stale = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+            self._write_state({**self._state(), "resume": stale})
+        if stale:
+            _say(f"resuming trial(s) left running by the previous launch: {stale}")
+
+    def _state(self) -> dict[str, Any]:
+        path = self.folder / STATE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"elapsed_s": 0.0, "resume": []}
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.folder / (STATE + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.folder / STATE)
+
+    def _add_elapsed(self, seconds: float) -> None:
+        with locked(self.folder):
+            state = self._state()
+            state["elapsed_s"] = float(state.get("elapsed_s", 0.0)) + seconds
+            self._write_state(state)
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def loop(self) -> int:
+        if _world() > 1:
+            from accelerate import PartialState
+
+            PartialState()  # the process group, for the broadcasts below
+        self._ensure_prepared()
+        stopped = False
+        while True:
+            pick = _broadcast(self._next() if self.main else None)
+            if pick is None:
+                break
+            if self._run_trial(pick) == "stopped":
+                stopped = True
+                break
+        self._leave()
+        if stopped:
+            _say(f"stopped; relaunch `bash {self.bundle.root}/launch.sh sweep` to resume the running trial")
+            return 0
+        if WORKER_ENV not in os.environ:
+            self.finish()
+        return 0
+
+    def finish(self) -> None:
+        if not self.main:
+            return
+        best = results.write_all(self.folder, self.sweep, self.bundle.plan, self.bundle.root)
+        done = results.load(self.folder)
+        _say(f"{len(done)} trial(s) finished; ranked table in {self.folder / 'results.md'}")
+        if best is not None:
+            _say(f"best: trial {best['trial']} ({self.sweep['metric']} {best['value']:.4f}); "
+                 f"config in {self.folder / 'best.yaml'}")
+
+    def _next(self) -> dict[str, Any] | None:
+        """Rank 0: the next trial to run (a resumed one first), or None when the budget is spent."""
+        import optuna
+
+        if self.sentinel.exists():
+            _say(f"{self.sentinel} found: no new trial is started")
+            return None
+        with locked(self.folder):
+            state = self._state()
+            wall = self.sweep["budget"]["wall_time_s"]
+            if wall is not None and state.get("elapsed_s", 0.0) >= wall:
+                _say(f"wall time budget of {wall:g} s spent: no new trial is started")
+                return None
+            trial: Any = None
+            if state.get("resume"):
+                number = state["resume"].pop(0)
+                self._write_state(state)
+                frozen = self.study.get_trials(deepcopy=False)[number]
+                trial = optuna.trial.Trial(self.study, frozen._trial_id)
+            elif self.sweep["method"] == "bayes":
+                if len(self.study.get_trials(deepcopy=False)) < int(self.sweep["budget"]["trials"]):
+                    trial = self.study.ask()
+                    trial.set_user_attr("loft_trial", trial.number)
+            elif self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+                trial = self.study.ask()
+        if trial is None:
+            return None
+        number = int(trial.user_attrs["loft_trial"])
+        if self.sweep["method"] == "bayes":
+            base = self.sweep["base_trial"]
+            params = suggest(trial, self.sweep["space"])
+            config = with_values(base["config"], params)
+            config["output_dir"] = base["config"]["output_dir"].rsplit("/", 1)[0] + f"/trial-{number}"
+            record = {**base, "trial": number, "overrides": params, "config": config}
+        else:
+            record = next(t for t in self.sweep["trials"] if t["trial"] == number)
+        self.current = trial
+        return record
+
+    def _ensure_prepared(self) -> None:
+        if (self.bundle.prepared / "train").is_dir():
+            return
+        if _world() > 1:
+            raise StageError(f"{self.bundle.prepared}: no prepared data; run `bash launch.sh prepare` first")
+        from ..prepare import run as prepare
+
+        prepare(self.bundle)
+
+    def _run_trial(self, record: dict[str, Any]) -> str:
+        from ..train.trainer import REPORT, train
+
+        n = record["trial"]
+        name = f"{self.bundle.plan['name']}-trial-{n}"
+        tb = replace(self.bundle, plan=trial_plan(self.bundle.plan, record, name), trial=n)
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(record["overrides"].items()))
+        _say(f"trial {n}: {params}")
+        t0 = time.monotonic()
+        if prepare_view(tb.config) != prepare_view(self.bundle.config):
+            self._prepare_trial(tb)
+        if (self.bundle.config.get("tracking") or {}).get("wandb"):
+            os.environ["WANDB_RUN_GROUP"] = f"{self.bundle.plan['name']}-sweep"
+        callback = PruneCallback(self.current if self.main else None, self.sweep["metric"], self.sweep["pruner"],
+                                 self.main)
+        error: str | None = None
+        try:
+            train(tb, [callback], model_provider=self.shared.provide,
+                  final_eval=self.sweep["metric"] == "eval_loss")
+        except (RuntimeError, ValueError) as e:  # one trial's failure (out of memory, NaN) is its own
+            if _world() > 1:
+                raise
+            error = f"{type(e).__name__}: {e}"
+            _say(f"trial {n} failed: {error}")
+        finally:
+            self.shared.after_trial()
+            _finish_wandb()
+        report_path = tb.out / REPORT
+        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+        seconds = time.monotonic() - t0
+        if self.main:
+            self._add_elapsed(seconds)
+        if error is None and report.get("status") == "stopped":
+            return "stopped"
+        if not self.main:
+            return "done"
+        import optuna
+
+        value = None if error else metric_value(tb.out, self.sweep["metric"])
+        if callback.pruned is not None:
+            state = "pruned"
+            report["status"] = "pruned"
+            report["pruned"] = callback.pruned
+            report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            self.study.tell(self.current, state=optuna.trial.TrialState.PRUNED)
+            value = callback.pruned["value"]
+        elif value is None:
+            state = "failed"
+            error = error or f"no {self.sweep['metric']} was recorded"
+            self.study.tell(self.current, state=optuna.trial.TrialState.FAIL)
+        else:
+            state = "complete"
+            self.study.tell(self.current, value)
+        results.append(self.folder, {
+            "trial": n, "state": state, "params": record["overrides"], "metric": self.sweep["metric"],
+            "value": value, "steps": report.get("global_step"), "time_s": round(seconds, 3),
+            "pruned": callback.pruned, "error": error, "optuna_trial": self.current.number,
+            "out_dir": tb.config["output_dir"], "config": tb.config, "base_loads": self.shared.loads})
+        results.write_all(self.folder, self.sweep, self.bundle.plan, self.bundle.root)
+        _say(f"trial {n}: {state}, {self.sweep['metric']} {value if value is not None else '—'}")
+        return "done"
+
+    def _prepare_trial(self, tb: Bundle) -> None:
+        """A trial whose data or sequence keys differ: its own prepared/, built from the shared cache."""
+        from ..prepare import run as prepare
+
+        if self.main:
+            _say(f"trial {tb.trial}: its data/sequence settings differ; preparing its own data set")
+            prepare(tb)
+        _barrier()
+
+    def _leave(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def metric_value(out: Path, metric: str) -> float | None:
+    """The trial's metric from metrics.jsonl: the last eval loss, or the mean of the last logged losses."""
+    rows = read_jsonl(out / "metrics.jsonl")
+    if metric == "eval_loss":
+        evals = [r["eval_loss"] for r in rows if r.get("eval_loss") is not None]
+        value = evals[-1] if evals else None
+    else:
+        losses = [r["loss"] for r in rows if r.get("loss") is not None][-PruneCallback.WINDOW:]
+        value = sum(losses) / len(losses) if losses else None
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _broadcast(value: Any) -> Any:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _finish_wandb() -> None:
+    """Each trial is its own W&B run in the sweep's group."""
+    mod = sys.modules.get("wandb")
+    if mod is not None and getattr(mod, "run", None) is not None:
+        mod.finish()
