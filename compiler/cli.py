@@ -21,7 +21,7 @@ from types import ModuleType
 
 from .errors import ConfigError, Diagnostic, UsageError
 
-COMMANDS = ("build", "check", "estimate", "convert", "verify", "diff", "templates", "schema", "gpus")
+COMMANDS = ("build", "check", "estimate", "convert", "verify", "diff", "templates", "schema", "gpus", "sweep")
 
 
 def _module(name: str) -> ModuleType:

@@ -82,7 +82,7 @@ def sweep_jsonl(plan: dict[str, Any]) -> str:
 def trial_count(plan: dict[str, Any]) -> int:
     """Trials `LOFT_TRIAL=N` may select: the resolved ones (a bayes sweep's are chosen while it runs)."""
     sweep = plan.get("sweep")
-    return len(sweep["trials"]) if sweep else 1
+    return len(sweep["trials"]) or 1 if sweep else 1
 
 
 def canonical_json(obj: Any) -> str:
@@ -312,6 +312,7 @@ def launch_view(plan: dict[str, Any]) -> dict[str, Any]:
         "all_stages": list(STAGES),
         "output_dir": cfg.get("output_dir", "out"),
         "trials": trial_count(plan),
+        "sweep_per_gpu": bool(plan.get("sweep") and plan["sweep"]["parallel"] == "per_gpu" and gpus > 1),
         "wandb": wandb_view,
         "modules": modules,
         "deepspeed_config": deepspeed_config,
