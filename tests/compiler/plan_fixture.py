@@ -65,7 +65,7 @@ _PLAN: dict[str, Any] = {
                  "time": {"hours": 0.25}, "cost": {"usd": 1.0}},
     "versions": {"python": ">=3.10", "torch": "2.13.0+cpu", "transformers": "5.24.0", "peft": "0.21.2",
                  "datasets": "5.2.0", "accelerate": "1.15.0", "deepspeed": "0.19.8"},
-    "sweep": [{"trial": 0, "overrides": {}}],
+    "sweep": None,
     "warnings": [],
 }
 
@@ -85,4 +85,23 @@ def set_key(plan: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     for p in parents:
         node = node[p]
     node[last] = value
+    return out
+
+
+def with_sweep(plan: dict[str, Any], overrides: list[dict[str, Any]], method: str = "grid") -> dict[str, Any]:
+    """plan with a grid sweep section whose trials set `overrides` (each trial's config = the plan's + them)."""
+    from loft.runtime.sweep.space import with_values
+
+    out = copy.deepcopy(plan)
+    space: dict[str, Any] = {}
+    for o in overrides:
+        for k, v in o.items():
+            space.setdefault(k, {"type": "categorical", "values": []})["values"].append(v)
+    trials = [{"trial": i, "overrides": o, "config": {**with_values(out["config"], o),
+                                                      "output_dir": f"{out['config']['output_dir']}/trial-{i}"},
+               "derived": out["derived"], "estimate": out["estimate"], "fits": True} for i, o in enumerate(overrides)]
+    out["sweep"] = {"method": method, "metric": "train_loss", "direction": "minimize", "pruner": "median",
+                    "pruner_startup_trials": 2, "seed": 0, "parallel": "auto",
+                    "budget": {"trials": None, "steps_per_trial": None, "wall_time_s": None}, "space": space,
+                    "base_trial": None, "trials": trials}
     return out

@@ -14,7 +14,7 @@ from loft.compiler.bundle import MANIFEST, parse_manifest, write_bundle
 from loft.compiler.errors import ConfigError
 from loft.compiler.render import render_bundle
 
-from tests.compiler.plan_fixture import sample_plan
+from tests.compiler.plan_fixture import sample_plan, with_sweep
 
 
 def _files() -> dict[str, bytes]:
@@ -177,7 +177,7 @@ def test_launch_sh_runs_stages_from_any_cwd(tmp_path: Path) -> None:
 
 
 def test_launch_sh_says_train_resumes(tmp_path: Path) -> None:
-    plan = sample_plan(sweep=[{"trial": 0, "overrides": {}}, {"trial": 1, "overrides": {"adapter.r": 8}}])
+    plan = with_sweep(sample_plan(), [{"adapter.r": 16}, {"adapter.r": 8}])
     run = tmp_path / "run"
     write_bundle(run, render_bundle(plan, {}), force=False)
     fake = tmp_path / "py"

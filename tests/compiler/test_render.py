@@ -12,7 +12,7 @@ from loft.compiler.errors import ConfigError
 from loft.compiler.render import canonical_json, ds_config, render_bundle, runtime_files
 from loft.compiler.resources import data_dir
 
-from tests.compiler.plan_fixture import sample_plan, set_key
+from tests.compiler.plan_fixture import sample_plan, set_key, with_sweep
 
 
 def _launch(target: str, launcher: str, nodes: int, gpus: int, **kw: object) -> dict:
@@ -34,7 +34,9 @@ def test_local_bundle_files_and_plan_lock_is_canonical() -> None:
                    "requirements.lock", "requirements/eval-vllm.lock", "requirements/locks.json", "sweep.jsonl"]
     assert files["plan.lock"] == (json.dumps(plan, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
     assert list(files) == sorted(files)
-    assert files["sweep.jsonl"] == b'{"overrides": {}, "trial": 0}\n'
+    line = json.loads(files["sweep.jsonl"])  # one line without a sweep: the run itself, fully resolved
+    assert (line["trial"], line["overrides"], line["config"], line["derived"]) == (0, {}, plan["config"],
+                                                                               plan["derived"])
     assert "MANIFEST.sha256" not in files
 
 
@@ -178,13 +180,14 @@ def test_unknown_target_and_escaping_attachment() -> None:
 
 
 def test_plan_md_has_what_a_reviewer_needs() -> None:
-    plan = sample_plan(sweep=[{"trial": 0, "overrides": {"training.learning_rate": 1e-4}},
-                              {"trial": 1, "overrides": {"training.learning_rate": 2e-4}}],
-                       warnings=[{"code": "unpinned-revision", "key": "model.revision", "message": "pin it"}])
+    plan = with_sweep(sample_plan(warnings=[{"code": "unpinned-revision", "key": "model.revision",
+                                             "message": "pin it"}]),
+                      [{"training.learning_rate": 1e-4}, {"training.learning_rate": 2e-4}])
     md = render_bundle(plan, {})["plan.md"].decode()
     for needle in ("LlamaForCausalLM", "`data/chat.jsonl`", "2,026", "`bbbbbbbbbbbb`", "llama3",
                    "r=16, alpha=32", "0.0002", "1 micro × 8 accumulation × 1 GPU(s) = **8**", "253 steps",
-                   "## Estimate", "## Sweep (2 trials", "`unpinned-revision`", "pin it"):
+                   "## Estimate", "## Sweep: `bash launch.sh sweep`",
+                   "| **total** | 2 trials | | 30.0 min |", "`unpinned-revision`", "pin it"):
         assert needle in md, needle
     assert md.endswith("\n") and "\n\n\n" not in md
 
@@ -200,7 +203,7 @@ def test_yaml_files_parse_and_scripts_pass_bash_n(target: str, launcher: str, no
 
     plan = _plan(target, launcher, nodes, gpus, acc="accelerate.yaml" if fsdp else None)
     plan["config"]["fsdp"]["enabled"] = fsdp
-    plan["sweep"] = [{"trial": i, "overrides": {"adapter.r": 8 * (i + 1)}} for i in range(trials)]
+    plan = with_sweep(plan, [{"adapter.r": 8 * (i + 1)} for i in range(trials)])
     files = render_bundle(plan, {})
     for name in ("sky.yaml", "accelerate.yaml"):
         if name in files:

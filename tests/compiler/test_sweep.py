@@ -1,4 +1,4 @@
-"""sweep.expand: trial numbering, grid order, seeded random sampling, unknown keys with did-you-mean."""
+"""sweep.expand: trial numbering, grid order, seeded random sampling, stepped ranges, bayes keys, did-you-mean."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 from loft.compiler.errors import ConfigError
-from loft.compiler.sweep import apply, expand
+from loft.compiler.sweep import expand, settings
+from loft.runtime.sweep.space import RUNTIME_KEYS, with_values
 
 from tests.compiler.plan_fixture import sample_plan
 
@@ -17,8 +18,8 @@ def _config(sweep: object) -> dict:
     return cfg
 
 
-def test_no_sweep_is_one_empty_trial() -> None:
-    assert expand(_config(None)) == [{"trial": 0, "overrides": {}}]
+def test_no_sweep_has_no_trials() -> None:
+    assert expand(_config(None)) == []
 
 
 def test_grid_is_sorted_cartesian_product() -> None:
@@ -67,8 +68,59 @@ def test_indexed_key_and_range_in_grid() -> None:
         expand(_config({"method": "random", "trials": 2, "params": {"adapter.r": {"min": 0, "max": 4, "log": True}}}))
 
 
-def test_apply_sets_nested_values_on_a_copy() -> None:
+def test_with_values_sets_nested_values_on_a_copy() -> None:
     cfg = _config(None)
-    out = apply(cfg, {"training.learning_rate": 1e-5, "data.datasets[0].weight": 0.5})
+    out = with_values(cfg, {"training.learning_rate": 1e-5, "data.datasets[0].weight": 0.5})
     assert out["training"]["learning_rate"] == 1e-5 and out["data"]["datasets"][0]["weight"] == 0.5
     assert cfg["training"]["learning_rate"] == 2e-4
+
+
+def test_stepped_range_is_enumerated_by_a_grid() -> None:
+    trials = expand(_config({"method": "grid", "params": {"adapter.r": {"min": 8, "max": 32, "step": 8},
+                                                          "adapter.dropout": {"min": 0.0, "max": 0.1, "step": 0.05}}}))
+    assert [t["overrides"]["adapter.r"] for t in trials[:4]] == [8, 16, 24, 32]  # sorted keys: r fastest
+    assert sorted({t["overrides"]["adapter.dropout"] for t in trials}) == [0.0, 0.05, 0.1]
+    assert len(trials) == 12
+
+
+def test_grid_cap_and_size_limit() -> None:
+    assert len(expand(_config({"method": "grid", "trials": 3, "params": {"adapter.r": [1, 2, 3, 4, 5]}}))) == 3
+    with pytest.raises(ConfigError) as e:
+        expand(_config({"method": "grid", "params": {"adapter.r": list(range(1, 40)),
+                                                     "training.learning_rate": [i * 1e-5 for i in range(1, 40)]}}))
+    assert e.value.diagnostics[0].code == "sweep-too-large"
+
+
+def test_random_and_bayes_need_a_trial_count() -> None:
+    for method in ("random", "bayes"):
+        with pytest.raises(ConfigError) as e:
+            expand(_config({"method": method, "params": {"adapter.r": [8, 16]}}))
+        assert e.value.diagnostics[0].code == "sweep-trials-missing"
+
+
+def test_bayes_has_no_build_time_trials_and_only_runtime_keys() -> None:
+    spec = {"method": "bayes", "trials": 10, "seed": 3, "params": {
+        "training.learning_rate": {"min": 1e-5, "max": 1e-3, "log": True}, "adapter.r": [8, 16, 32]}}
+    assert expand(_config(spec)) == []
+    s = settings(_config(spec))
+    assert s["seed"] == 3 and s["budget"]["trials"] == 10
+    assert s["space"]["training.learning_rate"] == {"type": "float", "low": 1e-5, "high": 1e-3, "log": True,
+                                                    "step": None}
+    assert s["space"]["adapter.r"] == {"type": "categorical", "values": [8, 16, 32]}
+    with pytest.raises(ConfigError) as e:
+        expand(_config({**spec, "params": {"training.micro_batch_size": [1, 2]}}))
+    d = e.value.diagnostics[0]
+    assert d.code == "sweep-not-runtime-key" and "grid or random" in d.hint
+    assert "training.micro_batch_size" not in RUNTIME_KEYS
+
+
+def test_metric_auto_follows_the_eval_split() -> None:
+    cfg = _config({"method": "grid", "params": {"adapter.r": [8]}})
+    cfg["data"]["eval_split"] = 0.0
+    assert settings(cfg)["metric"] == "train_loss"
+    cfg["data"]["eval_split"] = 0.1
+    assert settings(cfg)["metric"] == "eval_loss"
+    cfg["data"]["eval_split"] = 0.0
+    cfg["sweep"]["metric"] = "eval_loss"
+    with pytest.raises(ConfigError):
+        settings(cfg)
