@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..train.metrics import read_jsonl
-from .space import split_key
+from .space import with_values
 
 RESULTS = "results.jsonl"
 
@@ -103,10 +103,8 @@ def best_yaml(plan: dict[str, Any], best: dict[str, Any], sweep: dict[str, Any])
     if steps is not None:
         values["training.max_steps"] = steps
     if source["dialect"] == "loft":
-        cfg = copy.deepcopy(source["config"])
+        cfg = with_values(source["config"], values)
         cfg.pop("sweep", None)
-        for key, value in sorted(values.items()):
-            _set(cfg, key, value)
         where = f"Put it beside {source['file']} (its paths are relative to that file)"
     else:
         cfg = copy.deepcopy(best["config"])
@@ -117,20 +115,6 @@ def best_yaml(plan: dict[str, Any], best: dict[str, Any], sweep: dict[str, Any])
     head = (f"# The best trial of sweep {plan['name']!r}: trial {best['trial']}, {sweep['metric']} "
             f"{v:.6g} ({sweep['direction']}).\n# {where}, then: loftc build best.yaml -o best-run/\n")
     return head + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, default_flow_style=False)
-
-
-def _set(cfg: dict[str, Any], key: str, value: Any) -> None:
-    """Set a dotted key in a config as written, adding the sections it leaves to defaults."""
-    parts = split_key(key)
-    node: Any = cfg
-    for part, nxt in zip(parts, parts[1:], strict=False):
-        if isinstance(part, int):
-            node = node[part]
-            continue
-        if node.get(part) is None:
-            node[part] = [] if isinstance(nxt, int) else {}
-        node = node[part]
-    node[parts[-1]] = value
 
 
 def _atomic(path: Path, text: str) -> None:

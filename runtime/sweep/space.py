@@ -92,12 +92,15 @@ def split_key(name: str) -> list[str | int]:
 
 
 def with_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `config` with each dotted key set (the key's parents must exist)."""
+    """A copy of `config` with each dotted key set. Sections a config as written leaves to their defaults
+    are added (`adapter.r` on a file without `adapter:`); list items must exist."""
     out = copy.deepcopy(config)
     for name, value in sorted(values.items()):
         *parents, last = split_key(name)
         node: Any = out
         for part in parents:
+            if isinstance(part, str) and node.get(part) is None:
+                node[part] = {}
             node = node[part]
         node[last] = copy.deepcopy(value)
     return out

@@ -88,8 +88,33 @@ def rows(samples: list[dict[str, Any]], packing: bool, max_len: int, ambiguity: 
     return cols
 
 
+def grid_sweep(plan: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """plan.sweep for a grid whose trial i sets trials[i] (dotted keys) on the plan's config, as the compiler
+    records it: each trial's full config (output_dir <out>/trial-i), the plan's derived numbers."""
+    from loft.runtime.sweep.space import with_values
+
+    records = []
+    for i, values in enumerate(trials):
+        cfg = with_values(plan["config"], values)
+        cfg["output_dir"] = f"{plan['config']['output_dir']}/trial-{i}"
+        d = copy.deepcopy(plan["derived"])
+        for key in ("micro_batch_size", "gradient_accumulation_steps", "warmup_steps"):
+            d[key] = cfg["training"].get(key, d.get(key))
+        records.append({"trial": i, "overrides": values, "config": cfg, "derived": d, "estimate": None,
+                        "fits": None})
+    space: dict[str, Any] = {}
+    for values in trials:
+        for k, v in values.items():
+            space.setdefault(k, {"type": "categorical", "values": []})["values"].append(v)
+    return {"method": "grid", "metric": "train_loss", "direction": "minimize", "pruner": "none",
+            "pruner_startup_trials": 2, "seed": 0, "parallel": "auto",
+            "budget": {"trials": None, "steps_per_trial": None, "wall_time_s": None}, "space": space,
+            "base_trial": None, "trials": records}
+
+
 def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = None, *, n_train: int = 96,
-                n_eval: int = 16, ambiguity: bool = False, plan_extra: dict[str, Any] | None = None) -> Path:
+                n_eval: int = 16, ambiguity: bool = False, plan_extra: dict[str, Any] | None = None,
+                trials: list[dict[str, Any]] | None = None) -> Path:
     from datasets import Dataset
     from transformers import AutoTokenizer
 
@@ -111,10 +136,12 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
                     "gradient_accumulation_steps": t["gradient_accumulation_steps"],
                     "global_batch_size": t["global_batch_size"], "warmup_steps": t["warmup_steps"]},
         "launch": {"target": "local", "launcher": "python", "deepspeed_config": None},
-        "sweep": [], "warnings": [],
+        "sweep": None, "warnings": [],
     }
     for k, v in (plan_extra or {}).items():
         set_dotted(plan, k, v)
+    if trials is not None:
+        plan["sweep"] = grid_sweep(plan, trials)
     (run / "plan.lock").write_text(json.dumps(plan, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     (run / "chat_template.jinja").write_text(
         "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
