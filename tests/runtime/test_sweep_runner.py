@@ -191,7 +191,8 @@ def test_a_sweep_trial_trains_like_its_standalone_run(tiny_model_dir, tmp_path):
                                                   "config": {**t1.config, "output_dir": "out/alone"}}, "alone"))
     assert train(alone) == 0
     by_itself = [(r["step"], r["loss"]) for r in read_jsonl(run / "out" / "alone" / "metrics.jsonl") if "loss" in r]
-    assert len(in_sweep) == 3 and in_sweep == pytest.approx(by_itself, rel=1e-5)
+    assert [s for s, _ in in_sweep] == [s for s, _ in by_itself] == [1, 2, 3]
+    assert [x for _, x in in_sweep] == pytest.approx([x for _, x in by_itself], rel=1e-5)
 
 
 @pytest.mark.slow
