@@ -31,8 +31,9 @@ if str(ROOT) not in sys.path:
 def build_model(out: Path, hidden: int, layers: int) -> float:
     """Tokenizer + config.json + random safetensors weights; returns the weights' size in MB."""
     import torch
-    from examples.tiny import build_tokenizer
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from examples.tiny import build_tokenizer
 
     build_tokenizer(out)
     tok = AutoTokenizer.from_pretrained(str(out))

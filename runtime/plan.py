@@ -17,7 +17,7 @@ class PlanError(Exception):
 class Bundle:
     root: Path
     plan: dict[str, Any]
-    trial: int | None = None  # a sweep trial (``--trial N``): its overrides are applied to ``config``
+    trial: int | None = None  # a sweep trial (``--trial N``): ``plan`` is that trial's resolved plan
 
     @property
     def config(self) -> dict[str, Any]:

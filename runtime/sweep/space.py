@@ -53,7 +53,7 @@ def grid_values(entry: dict[str, Any]) -> list[Any] | None:
     step = entry.get("step")
     if step is None:
         return None
-    n = int(math.floor((entry["high"] - entry["low"]) / step + 1e-9)) + 1
+    n = math.floor((entry["high"] - entry["low"]) / step + 1e-9) + 1
     vals = [entry["low"] + i * step for i in range(n)]
     return [int(v) for v in vals] if entry["type"] == "int" else [round_value(float(v)) for v in vals]
 

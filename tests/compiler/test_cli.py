@@ -134,7 +134,7 @@ def test_examples_build(tmp_path: Path) -> None:
     for name in ("full-ft-zero3-8gpu", "qlora", "sweep", "multinode"):
         assert main(["build", str(ROOT / "examples" / f"{name}.yaml"), "-o", str(tmp_path / name), "-q"]) == 0, name
     plan = json.loads((tmp_path / "sweep" / "plan.lock").read_text())
-    assert len(plan["sweep"]) == 6
+    assert len(plan["sweep"]["trials"]) == 6
     plan = json.loads((tmp_path / "multinode" / "plan.lock").read_text())
     assert plan["derived"]["world_size"] == 16 and plan["derived"]["gradient_accumulation_steps"] == 8
     plan = json.loads((tmp_path / "full-ft-zero3-8gpu" / "plan.lock").read_text())

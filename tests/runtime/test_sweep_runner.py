@@ -14,7 +14,7 @@ import pytest
 from loft.runtime.plan import load, trial_plan, with_trial
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_bundle import losses, make_bundle, read_jsonl, runtime_env
+from train_bundle import make_bundle, read_jsonl, runtime_env
 
 SMALL = {"training.max_steps": 2, "training.save_steps": 2, "sequence.max_length": 96,
          "training.micro_batch_size": 1, "training.gradient_accumulation_steps": 1}
