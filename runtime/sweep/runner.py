@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any
 from ..plan import trial_plan
 from ..train.metrics import read_jsonl
 from ..train.model import StageError
+from ..train.trainer import _rank, _world
+from ..train.trainer import _say as say
 from . import results
 from .shared_model import SharedModel
 from .space import prepare_view, with_values
-from .study import PruneCallback, locked, open_study, suggest
+from .study import PruneCallback, broadcast, locked, open_study, suggest
 
 if TYPE_CHECKING:
     from ..plan import Bundle
@@ -41,17 +43,8 @@ STATE = "state.json"
 WORKER_ENV = "LOFT_SWEEP_WORKER"
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def _world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def _say(msg: str) -> None:
-    if _rank() == 0:
-        print(f"[loft] sweep: {msg}", file=sys.stderr, flush=True)
+    say(f"sweep: {msg}")
 
 
 def run(bundle: Bundle) -> int:
@@ -140,7 +133,7 @@ class Runner:
         self._ensure_prepared()
         stopped = False
         while True:
-            pick = _broadcast(self._next() if self.main else None)
+            pick = broadcast(self._next() if self.main else None)
             if pick is None:
                 break
             if self._run_trial(pick) == "stopped":
@@ -301,16 +294,6 @@ def metric_value(out: Path, metric: str) -> float | None:
         losses = [r["loss"] for r in rows if r.get("loss") is not None][-PruneCallback.WINDOW:]
         value = sum(losses) / len(losses) if losses else None
     return float(value) if value is not None and math.isfinite(value) else None
-
-
-def _broadcast(value: Any) -> Any:
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _barrier() -> None:

@@ -108,7 +108,7 @@ class PruneCallback(TrainerCallback):
             self.trial.report(value, step)
             if self.trial.should_prune():
                 verdict = {"step": step, "value": value, "reason": self._reason(value, step)}
-        verdict = _broadcast(verdict)
+        verdict = broadcast(verdict)
         if verdict is not None and self.pruned is None:
             self.pruned = verdict
             control.should_training_stop = True
@@ -127,7 +127,8 @@ class PruneCallback(TrainerCallback):
                 f"({len(others)} other trial(s) reported here; Optuna {type(self.trial.study.pruner).__name__})")
 
 
-def _broadcast(value: Any) -> Any:
+def broadcast(value: Any) -> Any:
+    """Rank 0's value on every rank (itself in a single process)."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
