@@ -16,7 +16,7 @@ from loft.compiler.render import _targets, render_bundle
 from loft.compiler.resources import data_dir
 from ruamel.yaml import YAML
 
-from tests.compiler.plan_fixture import sample_plan
+from tests.compiler.plan_fixture import sample_plan, with_sweep
 from tests.compiler.project_factory import BASE_CONFIG, make_project
 
 
@@ -63,8 +63,7 @@ def _plan(target: str, value: str) -> dict:
     plan["source"]["file"] = value + ".yaml"
     if target != "slurm":  # #SBATCH lines take plain words only: a hostile name is refused (tested below)
         plan["name"] = value
-    plan["sweep"] = [{"trial": 0, "overrides": {}}, {"trial": 1, "overrides": {"training.learning_rate": 1e-4}}]
-    return plan
+    return with_sweep(plan, [{}, {"training.learning_rate": 1e-4}])
 
 
 def _write(files: dict[str, bytes], run: Path) -> None:
