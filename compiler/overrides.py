@@ -13,8 +13,9 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from loft.runtime.sweep.space import split_key
+
 from .errors import UsageError
-from .sweep import _split as split_key
 
 
 def parse(items: Sequence[str]) -> dict[str, Any]:

@@ -190,5 +190,6 @@ def test_launch_sh_sweep_prepares_then_runs_the_sweep_stage(tmp_path: Path) -> N
                        env={**os.environ, "PYTHON": str(fake)})
     assert r.returncode == 0, r.stderr
     real = str((tmp_path / "run").resolve())
-    assert log.read_text().splitlines() == [f"-m loft.runtime prepare {real}", f"-m loft.runtime sweep {real}"]
+    assert log.read_text().splitlines() == [f"-m loft.runtime.check {real} --stage sweep",
+                                            f"-m loft.runtime prepare {real}", f"-m loft.runtime sweep {real}"]
     assert "running the base config" not in r.stderr

@@ -3,10 +3,11 @@
 # Generated file: change the config and rebuild instead of editing it. (No config text appears in these
 # comments: a value is only ever written as a quoted shell word below.)
 #
-# usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export]
+# usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export|sweep]
 #   all (default) runs check, then: prepare train eval merge export
 #   install: pip-installs the lock that fits this machine's NVIDIA driver (requirements/locks.json) into
 #   $PYTHON's environment; check: driver, GPUs, free memory and disk, packages working on the GPU.
+#   sweep: prepare, then every sweep trial in one process (results in $OUTPUT_DIR/sweep/).
 #   LOFT_TRIAL=N selects sweep trial N (0..0); PYTHON picks the interpreter.
 #   train resumes from the newest complete checkpoint in $OUTPUT_DIR/checkpoints (trial N:
 #   $OUTPUT_DIR/trial-N/checkpoints) when one exists; `touch STOP` here saves and quits.
@@ -28,10 +29,11 @@ N_TRIALS=1
 
 usage() {
   cat >&2 <<'USAGE'
-usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export]
+usage: bash launch.sh [all|check|install|prepare|train|eval|merge|export|sweep]
   all (default): check, then prepare -> train -> eval -> merge -> export, skipping stages the plan turns off
   install: pip install the lock that fits this machine's driver (run it in the venv you will train in)
   check: is this machine ready (driver, GPUs, free memory, disk, packages on the GPU)? exit 1 lists why not
+  sweep: prepare, then every sweep trial in one process (results in OUTPUT_DIR/sweep/)
   env: LOFT_TRIAL=N (sweep trial), PYTHON=/path/to/python, LOFT_SKIP_PREFLIGHT=1 (no import check, no
        check), LOFT_EVAL_VENV=DIR (vLLM's own environment; default ~/.cache/loft/eval-vllm-<lock hash>)
 USAGE
@@ -40,7 +42,7 @@ USAGE
 
 STAGE="${1:-all}"
 case "$STAGE" in
-  all|check|install|prepare|train|eval|merge|export) ;;
+  all|check|install|prepare|train|eval|merge|export|sweep) ;;
   -h|--help|help) usage; exit 0 ;;
   *) echo "launch.sh: unknown stage '$STAGE'" >&2; usage; exit 2 ;;
 esac
@@ -57,9 +59,9 @@ if [[ -n "${LOFT_TRIAL:-}" ]]; then
     exit 2
   fi
   TRIAL_ARGS=(--trial "$LOFT_TRIAL")
-elif [[ "$N_TRIALS" -gt 1 ]]; then
+elif [[ "$N_TRIALS" -gt 1 && "$STAGE" != sweep ]]; then
   echo "==> loft: this bundle holds a sweep of $N_TRIALS trials (sweep.jsonl); running the base config." >&2
-  echo "    run a trial with LOFT_TRIAL=N (0..$((N_TRIALS - 1))); its outputs go to $OUTPUT_DIR/trial-N" >&2
+  echo "    run them all with: bash launch.sh sweep; one trial with LOFT_TRIAL=N (0..$((N_TRIALS - 1))); outputs in $OUTPUT_DIR/trial-N" >&2
 fi
 
 need_python() {
@@ -120,17 +122,21 @@ run_stage() {
 }
 
 run_train() {
+  local stage="${1:-train}"  # train, or sweep: every trial under the same launcher
   local ckpts="$OUT${LOFT_TRIAL:+/trial-$LOFT_TRIAL}/checkpoints"
   if compgen -G "$ckpts/checkpoint-*" >/dev/null; then
     echo "==> loft: train resumes from the newest complete checkpoint in $ckpts" >&2
   fi
-  echo "==> loft: train (python)${LOFT_TRIAL:+ (trial $LOFT_TRIAL)}" >&2
-  "$PYTHON" -m loft.runtime train "$RUN_DIR" ${TRIAL_ARGS[@]+"${TRIAL_ARGS[@]}"}
+  echo "==> loft: $stage (python)${LOFT_TRIAL:+ (trial $LOFT_TRIAL)}" >&2
+  "$PYTHON" -m loft.runtime "$stage" "$RUN_DIR" ${TRIAL_ARGS[@]+"${TRIAL_ARGS[@]}"}
 }
 
 run_named() {
   if [[ "$1" == train ]]; then
     run_train
+  elif [[ "$1" == sweep ]]; then
+    run_stage prepare
+    run_train sweep
   else
     run_stage "$1"
   fi
@@ -142,7 +148,7 @@ case "$STAGE" in
   check) run_check; exit $? ;;
 esac
 preflight
-if [[ -z "${LOFT_SKIP_PREFLIGHT:-}" && ( "$STAGE" == all || "$STAGE" == train ) ]]; then
+if [[ -z "${LOFT_SKIP_PREFLIGHT:-}" && ( "$STAGE" == all || "$STAGE" == train || "$STAGE" == sweep ) ]]; then
   run_check
 fi
 if [[ "$STAGE" != all ]]; then
