@@ -12,6 +12,7 @@ import argparse
 import io
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and Path(args.out).exists() and not args.force:
         raise ConfigError([Diagnostic("already exists; pass --force to overwrite it", file=str(args.out),
                                       code="exists")])
-    text, warnings = convert(args.config, args.out)
+    text, warnings = convert(args.config, args.out if args.out is not None else stdout_file())
     if args.strict and warnings:
         from dataclasses import replace
 
@@ -58,6 +59,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({len(warnings)} warning(s)); build it with: loftc build {args.out} -o run/",
           file=sys.stderr)
     return 0
+
+
+def stdout_file() -> str | None:
+    """The file stdout is redirected to (`loftc convert ax.yml > elsewhere/cfg.yaml`), so its paths are
+    relative to that file; None for a terminal or a pipe (paths are then relative to the current folder)."""
+    try:
+        if not stat.S_ISREG(os.fstat(sys.stdout.fileno()).st_mode):
+            return None
+        target = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return target if os.path.isabs(target) and os.path.exists(target) else None
 
 
 def convert(path: str | Path, out: str | Path | None = None) -> tuple[str, list[Diagnostic]]:
