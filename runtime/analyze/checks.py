@@ -19,6 +19,7 @@ NUM_PERM = 64
 SHORT_CHARS = 8  # a message shorter than this (stripped) is "very short"
 LONG_CHARS = 16_000  # a message longer than this is "very long"
 LANG_CHARS = 1_000  # characters of a sample given to the language identifier
+LANG_MIN_WORDS = 4  # below this a language guess is noise: counted as "und" (undetermined)
 # share of samples above which a finding is a warning
 THRESHOLDS = {"exact_duplicates": 0.01, "near_duplicates": 0.05, "empty_messages": 0.0, "very_short_messages": 0.05,
               "very_long_messages": 0.01, "assistant_without_end_of_turn": 0.0, "over_max_length": 0.05,
@@ -79,7 +80,12 @@ def languages(texts: Sequence[str]) -> Counter[str]:
     out: Counter[str] = Counter()
     for text in texts:
         text = text[:LANG_CHARS].strip()
-        out[py3langid.classify(text)[0] if text else "none"] += 1
+        if not text:
+            out["none"] += 1
+        elif len(WORD.findall(text)) < LANG_MIN_WORDS:
+            out["und"] += 1
+        else:
+            out[py3langid.classify(text)[0]] += 1
     return out
 
 
@@ -158,12 +164,11 @@ def warnings(s: dict[str, Any]) -> list[str]:
           "of samples have a trained turn that does not end with an end-of-turn token")
     over = s["tokens"].get("over_max_length", 0)
     check("over_max_length", over, f"of samples are longer than max_length {s['tokens'].get('max_length')}")
-    langs = s["languages"]
+    langs = {k: v for k, v in s["languages"].items() if k not in ("und", "none")}  # too short to tell
     if langs:
-        top = max(langs.values())
-        rest = sum(langs.values()) - top
+        main = max(langs, key=lambda k: langs[k])
+        rest = sum(langs.values()) - langs[main]
         if rest / n > THRESHOLDS["minority_language"]:
-            main = max(langs, key=lambda k: langs[k])
             found.append(f"{100 * rest / n:.0f}% of samples are not in the main language {main!r} ({rest} of {n}: "
                          + ", ".join(f"{k} {v}" for k, v in sorted(langs.items(), key=lambda kv: -kv[1]) if k != main)
                          + ")")

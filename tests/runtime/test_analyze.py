@@ -30,8 +30,8 @@ def test_checks_on_plain_inputs():
     base = " ".join(f"word{i}" for i in range(60))
     near, pairs = checks.near_duplicates([base, base.replace("word30", "other"), "completely different text here"])
     assert near == 1 and pairs == [(0, 1)]
-    langs = checks.languages(["This is an English sentence about the weather today.", FR, DE, ""])
-    assert langs == {"en": 1, "fr": 1, "de": 1, "none": 1}
+    langs = checks.languages(["This is an English sentence about the weather today.", FR, DE, "", "hi 0"])
+    assert langs == {"en": 1, "fr": 1, "de": 1, "none": 1, "und": 1}
     shape = checks.shape([chat("hi there friend", "")["messages"], chat("q", "a long enough answer", "sys")["messages"]])
     assert shape["turns"]["max"] == 3 and shape["messages_per_role"] == {"assistant": 2, "system": 1, "user": 2}
     assert (shape["empty_messages"], shape["very_short_messages"]) == (1, 2)  # "" ; "q", "sys" and shape["last_role"] == {"assistant": 2}
