@@ -42,6 +42,46 @@ def newest_complete(checkpoints: Path) -> Path | None:
     return done[-1] if done else None
 
 
+def damage(path: Path) -> str | None:
+    """Why a complete-marked checkpoint cannot be loaded, or None: every safetensors file's header must
+    cover its data (a truncated file fails here, as it would in the Trainer), and every torch zip
+    (optimizer.pt, scheduler.pt, ...) must pass its CRC check. Reads the files once, at resume only."""
+    import zipfile
+
+    for f in sorted(path.rglob("*")):
+        if not f.is_file():
+            continue
+        try:
+            if f.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(f), "pt") as st:
+                    for key in st.keys():  # noqa: SIM118 (safe_open is not iterable)
+                        st.get_slice(key)
+            elif f.suffix in (".pt", ".bin", ".pth") and zipfile.is_zipfile(f):
+                with zipfile.ZipFile(f) as z:
+                    bad = z.testzip()
+                if bad is not None:
+                    return f"{f.name}: entry {bad} is corrupt"
+            elif f.suffix == ".json":
+                json.loads(f.read_text(encoding="utf-8"))
+        except Exception as e:  # any failure to read is damage; the message says which file and why
+            return f"{f.name}: {type(e).__name__}: {e}"
+    return None
+
+
+def newest_loadable(checkpoints: Path, say: Any = None) -> Path | None:
+    """The newest complete checkpoint whose files load; damaged newer ones are skipped with a message
+    (kept on disk for a look, never deleted here)."""
+    for path in reversed(complete_checkpoints(checkpoints)):
+        problem = damage(path)
+        if problem is None:
+            return path
+        if say is not None:
+            say(f"{path.name} is damaged ({problem}); falling back to the previous complete checkpoint")
+    return None
+
+
 def staging_dir(checkpoints: Path) -> Path:
     return checkpoints / STAGING
 

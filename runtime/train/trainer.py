@@ -338,7 +338,7 @@ def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelPr
         _say(f"already trained with this plan ({previous.get('global_step')} steps, model in {out / 'final'}); "
              f"delete {out / 'final'} to train again")
         return 0
-    resume = checkpoint.newest_complete(ckpts)
+    resume = checkpoint.newest_loadable(ckpts, _say)
     if resume is not None and checkpoint.marker(resume).get("plan", plan_id) != plan_id:
         raise StageError(f"{resume} was written by a different plan (training settings changed since); "
                          f"move {ckpts} away to start over, or rebuild with the old config to resume")
