@@ -136,7 +136,7 @@ def _chrome():
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
-def _wait(check, timeout=30.0):
+def _wait(check, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -168,8 +168,10 @@ def test_page_draws_curves_updates_live_and_screenshots(tmp_path):
         assert len(mem.find_elements("css selector", "line.dash")) == 2  # each run's estimated peak (one plan, two runs)
         write(root / "out" / "metrics.jsonl", [rec(5, 2.4)], "a")  # no reload
         _wait(lambda: points("chart-loss") == 9)
-        card = driver.find_element("css selector", '.run[data-run="0"] dd[data-key="step"]')
-        assert card.text == "5 / 10"
+        # cards are rebuilt on every poll: read in one script call (a found element could go stale)
+        step = driver.execute_script(
+            'return document.querySelector(\'.run[data-run="0"] dd[data-key="step"]\').textContent')
+        assert step == "5 / 10"
         shot = Path(os.environ.get("LOFT_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
         assert driver.save_screenshot(str(shot))
         from PIL import Image
