@@ -111,8 +111,12 @@ def jsonl_columns(path: Path) -> dict[str, list[Any]]:
     """A jsonl file's non-blank lines as `{_raw: [text], _line: [1-based line]}`: the raw columns without
     `datasets` (prepare tokenizes these in-process while `datasets` is still being imported)."""
     rows, lines = [], []
-    with path.open("r", encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:  # one bad sample, not a crash: marked for parse_row
+                line = f"{BAD_UTF8}{e.start}\n"
             if line.strip():
                 rows.append(line)
                 lines.append(n)
@@ -157,21 +161,43 @@ def _load_hub(path: str, split: str, revision: str | None, data_files: str | lis
     return _with_lines(ds)
 
 
+# A jsonl line that is not UTF-8 is kept as this marker + the offset of its first bad byte (Arrow columns
+# hold UTF-8 only); parse_row turns it into a `bad_encoding` sample (skipped or fatal per data.bad_samples).
+BAD_UTF8 = "\x00loft-not-utf8:"
+
+
 def parse_row(text: str) -> dict[str, Any]:
-    """One JSON line → dict; MalformedLine (with the column) when it is not a JSON object."""
+    """One JSON line → dict; MalformedLine (with the column) when it is not a JSON object, or with reason
+    `bad_encoding` when it is not UTF-8 or holds a lone surrogate (`"\\ud800"`: no tokenizer can encode it)."""
+    if text.startswith(BAD_UTF8):
+        offset = int(text[len(BAD_UTF8):].strip() or 0)
+        raise MalformedLine(offset + 1, f"not UTF-8 text (bad byte at offset {offset})", reason="bad_encoding")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise MalformedLine(e.colno, e.msg) from None
     if not isinstance(obj, dict):
         raise MalformedLine(1, f"each line must be a JSON object, got {type(obj).__name__}")
+    if _has_surrogate(obj):
+        raise MalformedLine(1, "a string holds a lone surrogate (an unpaired \\ud800-\\udfff escape)",
+                            reason="bad_encoding")
     return obj
 
 
+def _has_surrogate(node: Any) -> bool:
+    if isinstance(node, str):
+        return any("\ud800" <= c <= "\udfff" for c in node)
+    if isinstance(node, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_surrogate(v) for v in node)
+    return False
+
+
 class MalformedLine(ValueError):
-    def __init__(self, col: int, msg: str) -> None:
+    def __init__(self, col: int, msg: str, reason: str = "malformed_json") -> None:
         super().__init__(f"{col}: {msg}")
-        self.col, self.msg = col, msg
+        self.col, self.msg, self.reason = col, msg, reason
 
 
 def row_dicts(batch: dict[str, list[Any]]) -> list[dict[str, Any] | MalformedLine]:

@@ -34,7 +34,7 @@ class TokenizeBatch:
                 slots: list[int] = []
                 for i, row in enumerate(row_dicts(_rows(batch, lo, lo + SUB_BATCH)), start=lo):
                     if isinstance(row, MalformedLine):
-                        results[i] = BadSample("malformed_json", f"{row.col}: {row.msg}")
+                        results[i] = BadSample(row.reason, f"{row.col}: {row.msg}")
                         continue
                     try:
                         examples.append(normalize(row, self.encoder.spec))
