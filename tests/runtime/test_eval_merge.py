@@ -187,3 +187,32 @@ def test_export_gguf_runs_the_llama_cpp_converter(trained, tmp_path):
     out = trained / "out" / "export" / "gguf" / "t-f32.gguf"
     args = out.read_text().split()
     assert args[0] == str(trained / "out" / "merged") and args[-2:] == ["--outtype", "f32"]
+
+
+def test_push_to_hub_uploads_the_card_with_the_weights(trained, monkeypatch):
+    """push_to_hub (stand-in HfApi: no network here) uploads the export folder, model card included."""
+    import huggingface_hub
+    from loft.runtime.export import run
+    from loft.runtime.plan import load
+
+    calls: dict = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, private, exist_ok):
+            calls["repo"] = (repo_id, private, exist_ok)
+
+        def upload_folder(self, repo_id, folder_path):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["card"] = (Path(folder_path) / "README.md").read_text()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("MY_TOKEN", "hf_test")
+    bundle = load(trained)
+    bundle.plan["config"]["export"]["push_to_hub"] = {"repo_id": "me/tiny", "private": True, "token_env": "MY_TOKEN"}
+    assert run(bundle, export_format="merged") == 0
+    assert calls["repo"] == ("me/tiny", True, True) and calls["token"] == "hf_test"
+    assert {"README.md", "loss.png", "model.safetensors", "tokenizer.json"} <= set(calls["files"])
+    assert "plan.lock sha256" in calls["card"]

@@ -165,3 +165,53 @@ def test_k_quant_without_llama_cpp_names_what_to_install(merged, tmp_path, monke
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed
     with pytest.raises(StageError, match="pip install llama-cpp-python"):
         export(merged, tmp_path, "q4_k_m", "tiny")
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_qwen_architectures(tiny_model_dir, tmp_path, arch):
+    """Qwen2 (q/k/v biases) and Qwen3 (q/k norms): their GGUF names, no q/k permutation (NeoX rope), and
+    llama.cpp's greedy tokens equal to transformers' where llama-cpp-python is installed."""
+    import gguf
+    import numpy as np
+    import torch
+    from loft.runtime.gguf_export import export
+    from safetensors.numpy import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoConfig.from_pretrained(str(tiny_model_dir))
+    cfg = AutoConfig.for_model(arch, vocab_size=base.vocab_size, hidden_size=64, intermediate_size=128,
+                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                               max_position_embeddings=512, tie_word_embeddings=False, rms_norm_eps=1e-6,
+                               bos_token_id=base.bos_token_id, eos_token_id=base.eos_token_id)
+    cfg.architectures = [{"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]]
+    torch.manual_seed(5)
+    model = AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3) if p.ndim > 1 else p.uniform_(0.5, 1.5)
+    src = tmp_path / arch
+    model.save_pretrained(str(src))
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(str(src))
+    [name], details = export(src, tmp_path, "f32", "q")
+    assert details["architecture"] == arch
+    r = gguf.GGUFReader(str(tmp_path / name))
+    tensors = {t.name: t for t in r.tensors}
+    assert "output.weight" in tensors  # untied
+    extra = {"blk.0.attn_q.bias", "blk.0.attn_k.bias"} if arch == "qwen2" else {"blk.0.attn_q_norm.weight",
+                                                                                  "blk.0.attn_k_norm.weight"}
+    assert extra <= set(tensors)
+    q = load_file(str(src / "model.safetensors"))["model.layers.0.self_attn.q_proj.weight"]
+    assert np.array_equal(np.asarray(tensors["blk.0.attn_q.weight"].data).reshape(q.shape), q)  # not permuted
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    tok = AutoTokenizer.from_pretrained(str(src))
+    prompt = tok.encode("user: What is AI?", add_special_tokens=False)
+    with torch.no_grad():
+        ref = model.eval().generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                                    pad_token_id=0)[0, len(prompt):].tolist()
+    llm = llama_cpp.Llama(model_path=str(tmp_path / name), n_ctx=64, n_threads=1, verbose=False, seed=0)
+    got = []
+    for t in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+        got.append(t)
+        if len(got) == 6:
+            break
+    assert got == ref, (got, ref)
