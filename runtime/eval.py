@@ -190,6 +190,8 @@ def run(bundle: Bundle, checkpoints: str | None = None) -> int:
     if selection:
         from .eval_checkpoints import checked
 
+        if isinstance(selection, list):  # eval.checkpoints: [200, 400] in the plan
+            selection = ",".join(str(step) for step in selection)
         chosen = checked(bundle, str(selection), rows is not None, bool(lm_cfg))
     decoding = Decoding(max_new_tokens=int(ecfg["max_new_tokens"]), seed=seed)
     items = prompt_items(bundle, tok, rows)

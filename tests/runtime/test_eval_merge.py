@@ -72,6 +72,11 @@ def test_eval_checkpoint_errors(trained):
         choose(bundle, "3,99")
     with pytest.raises(StageError, match="expected `all`"):
         choose(bundle, "three")
+    from loft.runtime.eval import run
+
+    bundle.plan["config"]["eval"]["checkpoints"] = [99]  # the plan's list form, checked before any model loads
+    with pytest.raises(StageError, match=r"step\(s\) \[99\]"):
+        run(bundle)
     before = (trained / "out" / "eval" / "report.json").read_bytes()
     weights = trained / "out" / "checkpoints" / "checkpoint-3" / "adapter_model.safetensors"
     hidden = weights.with_name("hidden.safetensors")
