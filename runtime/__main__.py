@@ -18,7 +18,7 @@ HELP = {
     "prepare": "tokenize, mask, pack and split the data into <out>/prepared",
     "train": "train (resumes from the newest complete checkpoint); SIGUSR1 / touch RUN_DIR/STOP / Ctrl-C "
              "save and quit",
-    "eval": "eval loss, perplexity and sample generations → <out>/eval/report.{json,md}",
+    "eval": "fine-tuned vs base: eval loss, perplexity, generations, lm-eval scores → <out>/eval/report.{json,md}",
     "merge": "merge the LoRA adapter into the base weights → <out>/merged; or, with --base/--adapters, "
              "combine adapters by PEFT's weighted merging (linear, ties, dare_*, cat, svd) → -o OUT",
     "export": "write the plan's export formats (safetensors, gguf, awq, gptq) with a model card → <out>/export",
