@@ -119,18 +119,16 @@ def test_merge_equals_base_plus_adapter(trained):
     assert not torch.allclose(a, plain, atol=1e-4)  # training changed something
 
 
-def test_export_safetensors_and_gguf_with_model_cards(trained):
+def test_export_safetensors_and_gguf_with_model_cards(trained, monkeypatch):
     """No llama.cpp anywhere: gguf is written in Python; both formats carry a model card."""
     import hashlib
 
     from huggingface_hub import ModelCard
+    from loft.runtime.__main__ import main
 
-    env = runtime_env()
-    env.pop("LLAMA_CPP_DIR", None)
-    env["PATH"] = "/usr/bin:/bin"
-    proc = subprocess.run([sys.executable, "-m", "loft.runtime", "export", str(trained)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert main(["export", str(trained)]) == 0
     st = trained / "out" / "export" / "safetensors"
     assert (st / "model.safetensors").is_file() and (st / "config.json").is_file()
     assert (st / "tokenizer.json").is_file() and (st / "chat_template.jinja").is_file()
