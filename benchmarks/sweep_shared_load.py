@@ -97,8 +97,10 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="loft-sweep-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     mb = build_model(work / "model", args.hidden, args.layers)
-    data = ROOT / "examples" / "data" / "chat.jsonl"
-    (work / "cfg.yaml").write_text(CONFIG.format(data=data, steps=args.steps,
+    import shutil
+
+    shutil.copy(ROOT / "examples" / "data" / "chat.jsonl", work / "chat.jsonl")  # data stays inside the project
+    (work / "cfg.yaml").write_text(CONFIG.format(data="chat.jsonl", steps=args.steps,
                                                  ranks=[4 * (i + 1) for i in range(args.trials)]))
     py, log = sys.executable, work / "log.txt"
     subprocess.run([py, "-m", "loft.compiler", "build", str(work / "cfg.yaml"), "-o", str(work / "run"), "--force"],

@@ -78,8 +78,14 @@ def load_prepared(bundle: Bundle) -> tuple[Any, Any | None]:
     if len(train) == 0:
         raise StageError(f"{train_dir}: the prepared training set is empty; see prepare_report.md")
     eval_dir = root / "eval"
-    ev = load_from_disk(str(eval_dir)) if eval_dir.is_dir() else None
+    ev = load_from_disk(str(eval_dir)) if eval_dir.is_dir() and not _empty_split(eval_dir) else None
     return train, (ev if ev is not None and len(ev) > 0 else None)
+
+
+def _empty_split(path: Path) -> bool:
+    """A split saved with no rows: `datasets` writes no shard, and load_from_disk cannot read it back."""
+    state = path / "state.json"
+    return state.is_file() and json.loads(state.read_text(encoding="utf-8")).get("_data_files") == []
 
 
 def precision_flags(precision: str, on_gpu: bool) -> tuple[dict[str, Any], str | None]:

@@ -248,3 +248,14 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(tiny_model_dir, tmp_pat
     assert records[1]["steps"] < 6 and "median" in records[1]["pruned"]["reason"]
     assert "pruned" in json.loads((run / "out" / "trial-1" / "train_report.json").read_text())["status"]
     assert "yes, step" in (run / "out" / "sweep" / "results.md").read_text()
+
+
+def test_an_empty_eval_split_reads_as_no_eval_data(tiny_model_dir, tmp_path):
+    """prepare writes prepared/eval even with no eval rows (datasets then saves no shard): train must not fail."""
+    from datasets import Dataset
+    from loft.runtime.train.trainer import load_prepared
+
+    run = make_bundle(tmp_path, tiny_model_dir, SMALL, n_train=4, n_eval=0)
+    Dataset.from_dict({"input_ids": [], "labels": []}).save_to_disk(str(run / "out" / "prepared" / "eval"))
+    train, ev = load_prepared(load(run))
+    assert len(train) > 0 and ev is None
