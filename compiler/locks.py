@@ -152,7 +152,7 @@ def load(name: str) -> Lock | None:
 def plan_roots(cfg: dict[str, Any]) -> set[str]:
     """The top-level packages a resolved config needs on the GPU box (normalized names)."""
     req = requirements()
-    roots = set(req["packages"])
+    roots = set(req["packages"]) | {"jsonschema"}  # the runtime checks plan.lock against plan.schema.json
     training = cfg.get("training", {})
     if int(cfg.get("deepspeed", {}).get("stage") or 0) > 0:
         roots.add("deepspeed")
@@ -175,6 +175,7 @@ def plan_roots(cfg: dict[str, Any]) -> set[str]:
 # import name of each top-level package whose import launch.sh's preflight and `check` try
 _IMPORTS = {"accelerate": "accelerate", "bitsandbytes": "bitsandbytes", "cut-cross-entropy": "cut_cross_entropy",
             "datasets": "datasets", "deepspeed": "deepspeed", "huggingface-hub": "huggingface_hub", "jinja2": "jinja2",
+            "jsonschema": "jsonschema",
             "liger-kernel": "liger_kernel", "matplotlib": "matplotlib", "numpy": "numpy", "optuna": "optuna", "peft": "peft",
             "pyarrow": "pyarrow", "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch",
             "transformers": "transformers", "wandb": "wandb"}

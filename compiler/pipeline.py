@@ -89,10 +89,11 @@ def resolve(doc: Document, config: dict[str, Any], dialect: str = "loft",
     """Stage 5: a valid config → the plan. One sub-stage per concern (compiler/resolve/<module>.py), each
     recording its decisions; a sub-stage that needs an earlier one's result runs only when that one found
     no errors."""
-    from .resolve import Context, batch, data, defaults, launch, model, source, template, versions
+    from .resolve import Context, batch, data, defaults, launch, model, runnable, source, template, versions
 
     ctx = Context.create(doc, config, dialect, out_dir)
     defaults.settle(ctx)
+    runnable.audit(ctx)
     the_model, model_dir = model.resolve_model(ctx)
     datasets = data.resolve_data(ctx)
     blocklist = data.resolve_blocklist(ctx, datasets)

@@ -32,6 +32,8 @@ STAGES = ("prepare", "train", "eval", "merge", "export")
 RUNTIME_PREFIX = "loft/runtime/"
 # Slurm sends USR1 this long before the time limit: train saves a checkpoint and the job requeues itself.
 SLURM_SIGNAL_S = 600
+SCHEMAS_PREFIX = "loft/schemas/"  # the schemas the runtime validates plan.lock against (runtime/contract.py)
+RUNTIME_SCHEMAS = ("config.schema.json", "plan.schema.json")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SLURM_SAFE = re.compile(r"[A-Za-z0-9_.:,+@%=/-]+")  # always fullmatch: `$` would pass a trailing newline
 _TOKEN = re.compile(r"[a-z][a-z_]*")
@@ -94,10 +96,13 @@ def canonical_json(obj: Any) -> str:
 
 
 def runtime_files() -> dict[str, bytes]:
-    """Every file of the installed runtime package as `loft/runtime/<path>` (no caches, no dotfiles)."""
+    """Every file of the installed runtime package as `loft/runtime/<path>` (no caches, no dotfiles), and
+    the plan and config schemas it checks plan.lock against as `loft/schemas/<name>`."""
     out: dict[str, bytes] = {}
     for rel, node in _walk(data_dir("runtime"), ""):
         out[RUNTIME_PREFIX + rel] = node.read_bytes()
+    for name in RUNTIME_SCHEMAS:
+        out[SCHEMAS_PREFIX + name] = (data_dir("schemas") / name).read_bytes()
     return dict(sorted(out.items()))
 
 
@@ -452,7 +457,8 @@ def plan_md_view(plan: dict[str, Any]) -> dict[str, Any]:
         ("total", f"{_int(steps)} steps, {_int(derived.get('total_tokens'))} tokens"
                   + ("" if steps is not None else " (counted by `launch.sh prepare`)")),
         ("seed", training.get("seed")),
-        ("eval / save", f"{_every(training.get('eval_steps'))} / {_every(training.get('save_steps'))}, "
+        ("eval / save", f"{_eval_cadence(cfg)} / "
+                        f"{_cadence(training.get('save_steps'), training.get('saves_per_epoch'))}, "
                         f"keep {training.get('save_total_limit')} checkpoints"),
     ]
     kernels = training.get("kernels") or {}
@@ -537,8 +543,22 @@ def _warmup(derived: dict[str, Any], training: dict[str, Any]) -> str:
     return f"warmup {ratio:.0%} of the steps" if isinstance(ratio, int | float) else "no warmup"
 
 
-def _every(steps: Any) -> str:
-    return f"every {steps} steps" if steps else "every epoch"
+def _cadence(steps: Any, per_epoch: Any) -> str:
+    """How often, as the train stage does it: every N steps, N times per epoch, or once per epoch."""
+    if steps:
+        return f"every {steps} steps"
+    if per_epoch:
+        return f"{per_epoch} times per epoch"
+    return "every epoch"
+
+
+def _eval_cadence(cfg: dict[str, Any]) -> str:
+    data = cfg.get("data", {})
+    has_eval = bool(data.get("eval_split")) or any(d.get("eval_split") for d in data.get("datasets", []))
+    if not has_eval:
+        return "no eval (no eval split)"
+    training = cfg.get("training", {})
+    return _cadence(training.get("eval_steps"), training.get("evals_per_epoch"))
 
 
 def _code(value: Any) -> str:

@@ -49,10 +49,10 @@ def verify(run_dir: Path, config: Path | None = None) -> list[Diagnostic]:
 
 
 def _check_runtime(run_dir: Path, on_disk: dict[str, bytes]) -> list[Diagnostic]:
-    from .render import RUNTIME_PREFIX, runtime_files
+    from .render import RUNTIME_PREFIX, SCHEMAS_PREFIX, runtime_files
 
     installed = runtime_files()
-    copy = {p: b for p, b in on_disk.items() if p.startswith(RUNTIME_PREFIX)}
+    copy = {p: b for p, b in on_disk.items() if p.startswith((RUNTIME_PREFIX, SCHEMAS_PREFIX))}
     diags = []
     try:
         from importlib.metadata import version
@@ -99,10 +99,10 @@ def _check_sources(run_dir: Path, on_disk: dict[str, bytes], bad: set[str], conf
     new_plan: dict[str, Any] = json.loads(new_files[PLAN]) if PLAN in new_files else {}
     reasons = _why_stale(plan, new_plan, cfg_path)
     diags = []
-    from .render import RUNTIME_PREFIX
+    from .render import RUNTIME_PREFIX, SCHEMAS_PREFIX
 
     for rel in sorted(set(new_files) | {p for p in on_disk if p != MANIFEST}):
-        if rel in bad or rel.startswith(RUNTIME_PREFIX) or rel == MANIFEST:
+        if rel in bad or rel.startswith((RUNTIME_PREFIX, SCHEMAS_PREFIX)) or rel == MANIFEST:
             continue
         f = str(run_dir / rel)
         if rel not in new_files:

@@ -43,6 +43,9 @@ STAGE_OPTIONS: dict[str, list[tuple[tuple[str, ...], dict[str, Any]]]] = {
                (("--quant",), {"dest": "quant", "default": None, "metavar": "TYPE",
                                "help": "GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 (Python), q4_k_m q5_k_m "
                                        "q6_k ... (llama-cpp-python); default: export.quant"})],
+    "train": [(("--allow-device-mismatch",), {"dest": "allow_device_mismatch", "action": "store_true",
+                                              "help": "train even when the machine's GPUs differ from the plan's "
+                                                      "(also LOFT_ALLOW_DEVICE_MISMATCH=1)"})],
 }
 
 

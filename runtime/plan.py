@@ -1,4 +1,5 @@
-"""Load a bundle's plan.lock. The only input every runtime stage reads to decide what to do."""
+"""Load a bundle's plan.lock, checked against plan.schema.json. The only input every runtime stage reads
+to decide what to do."""
 
 from __future__ import annotations
 
@@ -62,8 +63,10 @@ def load(run_dir: str | Path) -> Bundle:
         plan = json.loads(lock.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise PlanError(f"{lock}:{e.lineno}:{e.colno}: plan.lock is not valid JSON ({e.msg})") from None
-    if plan.get("format") != 1:
-        raise PlanError(f"{lock}: plan format {plan.get('format')!r} is not supported by this runtime (expects 1)")
+    if not isinstance(plan, dict) or plan.get("format") != 1:
+        found = plan.get("format") if isinstance(plan, dict) else None
+        raise PlanError(f"{lock}: plan format {found!r} is not supported by this runtime (expects 1)")
+    check(plan, lock)
     return Bundle(root=root, plan=plan)
 
 
@@ -74,6 +77,17 @@ def trial_plan(plan: dict[str, Any], record: dict[str, Any], name: str) -> dict[
     out.update(config=copy.deepcopy(record["config"]), derived=copy.deepcopy(record["derived"]),
                estimate=copy.deepcopy(record["estimate"]), name=name)
     return out
+
+
+def check(plan: dict[str, Any], where: Path | str = "plan.lock") -> None:
+    """Stop unless the plan matches plan.schema.json (every key the runtime reads present and typed)."""
+    from .contract import plan_errors
+
+    errors = plan_errors(plan)
+    if errors:
+        shown = "\n  ".join(errors[:8]) + (f"\n  … {len(errors) - 8} more" if len(errors) > 8 else "")
+        raise PlanError(f"{where}: does not match plan.schema.json ({len(errors)} problem"
+                        f"{'s' if len(errors) > 1 else ''}); rebuild the bundle with `loftc build`:\n  {shown}")
 
 
 def with_trial(bundle: Bundle, trial: int) -> Bundle:

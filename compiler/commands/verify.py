@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "differs from this loftc's, or a plan that no longer matches its config/data.")
     p.add_argument("run_dir", type=Path, help="the bundle directory (run/)")
     p.add_argument("--config", type=Path, default=None,
-                   help="the config it was built from (default: plan.lock's source.file inside the bundle)")
+                   help="the config it was built from (default: a file of plan.lock's source.file name inside the bundle)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=run)
     return p

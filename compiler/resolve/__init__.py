@@ -4,6 +4,7 @@ One sub-stage per concern, each a module of plain functions over the shared `Con
 run in is written out in `compiler/pipeline.py` (`resolve`):
 
     defaults  schema defaults, run name, output_dir          (defaults.py)
+    runnable  refuse what the runtime cannot run on the target (runnable.py)
     model     model facts, config overrides, tokenizer dir    (model.py)
     data      data files: hashes, row counts, bundling        (data.py)
     template  the chat template and its mask mode             (template.py)

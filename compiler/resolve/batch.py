@@ -3,8 +3,9 @@ where the row count is known before tokenizing — training rows, total steps, w
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from loft.runtime import schedule
 
 from .context import Context
 
@@ -39,17 +40,13 @@ def resolve_derived(ctx: Context, data: list[dict[str, Any]]) -> dict[str, Any]:
     max_len = cfg["sequence"]["max_length"]
     tokens_per_step = glob * max_len if isinstance(glob, int) and isinstance(max_len, int) else None
     rows = train_rows(data, cfg)
-    total_steps: int | None = t["max_steps"]
-    if total_steps is None and not cfg["sequence"]["packing"] and rows is not None and isinstance(glob, int):
-        total_steps = max(1, math.ceil(rows / glob * t["epochs"]))
-        steps_per_epoch = max(1, math.ceil(rows / glob))
-        # N evaluations / checkpoints per epoch become step counts once the epoch length is known
-        for per_epoch, every in (("evals_per_epoch", "eval_steps"), ("saves_per_epoch", "save_steps")):
-            if t[every] is None and t[per_epoch]:
-                t[every] = max(1, steps_per_epoch // t[per_epoch])
-    warmup = t["warmup_steps"]
-    if warmup is None and total_steps is not None:
-        warmup = math.ceil(total_steps * t["warmup_ratio"])
+    # with packing, the row count is prepare's (runtime/schedule.py there); without it, known now
+    known = not cfg["sequence"]["packing"] and rows is not None and isinstance(glob, int)
+    steps = schedule.resolve(t, rows if known else None, glob if known else None)
+    total_steps: int | None = steps["total_steps"]
+    if known:  # N evaluations / checkpoints per epoch become step counts once the epoch length is known
+        t["eval_steps"], t["save_steps"] = steps["eval_steps"], steps["save_steps"]
+    warmup = steps["warmup_steps"]
     return {
         "world_size": world,
         "micro_batch_size": micro,

@@ -32,9 +32,16 @@ def fill_defaults(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+MIN_LR_RATIO = 0.1  # cosine_with_min_lr's floor when min_lr_ratio is not given (docs/config.md)
+
+
 def settle(ctx: Context) -> None:
-    """The run name (default: the config file's stem) and output_dir (a folder inside the bundle)."""
+    """The run name (default: the config file's stem), output_dir (a folder inside the bundle), and the
+    learning-rate floor of cosine_with_min_lr written as a number (the runtime decides nothing)."""
     cfg = ctx.cfg
+    t = cfg["training"]
+    if t["lr_scheduler"] == "cosine_with_min_lr" and t["min_lr_ratio"] is None:
+        t["min_lr_ratio"] = MIN_LR_RATIO
     if cfg.get("name") is None:
         cfg["name"] = safe_name(ctx.config_path.stem)
     out = cfg["output_dir"]

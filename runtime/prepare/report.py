@@ -63,6 +63,14 @@ def markdown(rep: dict[str, Any]) -> str:
         a = rep["ambiguity"]
         lines += ["", f"Ambiguity (adaptive label smoothing): {a['method']}, {a['bigrams']} bigrams, "
                       f"mean {a['mean_on_trained_tokens']} on trained tokens."]
+    if rep.get("schedule"):
+        sc = rep["schedule"]
+        lines += ["", "## Schedule (prepared/schedule.json: what train runs)", "",
+                  "| training rows | global batch | steps per epoch | total steps | warmup steps | eval every | save every |",
+                  "|---|---|---|---|---|---|---|",
+                  "| " + " | ".join("—" if sc[k] is None else str(sc[k]) for k in
+                                   ("rows", "global_batch_size", "steps_per_epoch", "total_steps", "warmup_steps",
+                                    "eval_steps", "save_steps")) + " |"]
     if rep["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in rep["warnings"]]
     return "\n".join(lines) + "\n"

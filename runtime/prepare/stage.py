@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from loft.runtime import schedule
 from loft.runtime.plan import Bundle
 from loft.runtime.prepare import blend, cache, lengths, report
 from loft.runtime.prepare.ambiguity import add_ambiguity
@@ -100,15 +101,15 @@ class Selection:
 def load_tokenizer(bundle: Bundle) -> Any:
     from transformers import AutoTokenizer
 
-    model, cfg = bundle.plan.get("model", {}), bundle.config.get("model", {})
-    ref = cfg.get("tokenizer") or model.get("path") or model.get("id") or cfg.get("base")
+    model, cfg = bundle.plan["model"], bundle.config["model"]
+    ref = cfg["tokenizer"] or model["path"] or model["id"] or cfg["base"]
     if not ref:
         raise PrepareError("plan.lock names no model path/id to take the tokenizer from")
     local = bundle.path(ref)
     name = str(local) if local.exists() else ref
     try:
-        tok = AutoTokenizer.from_pretrained(name, revision=None if local.exists() else model.get("revision"),
-                                            trust_remote_code=bool(cfg.get("trust_remote_code", False)))
+        tok = AutoTokenizer.from_pretrained(name, revision=None if local.exists() else model["revision"],
+                                            trust_remote_code=bool(cfg["trust_remote_code"]))
     except OSError as e:
         raise PrepareError(f"cannot load the tokenizer {name!r}: {e}") from None
     if not getattr(tok, "is_fast", False):
@@ -118,11 +119,11 @@ def load_tokenizer(bundle: Bundle) -> Any:
 
 
 def sources(bundle: Bundle) -> list[Source]:
-    entries = {d["name"]: d for d in bundle.config.get("data", {}).get("datasets", [])}
+    entries = {d["name"]: d for d in bundle.config["data"]["datasets"]}
     out = []
-    for p in bundle.plan.get("data", {}).get("datasets", []):
+    for p in bundle.plan["data"]["datasets"]:
         entry = {**entries.get(p["name"], {}), **{k: v for k, v in p.items() if k in ("name",)}}
-        is_local = p.get("source", "local") == "local"
+        is_local = p["source"] == "local"
         local = bundle.path(p["path"]) if is_local else None
         try:
             spec = DatasetSpec.from_config({**entry, "name": p["name"]})
@@ -208,8 +209,10 @@ def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> di
     _write_splits(s, splits, srcs, max_length)
     plotter.wait()
     config_hash = _write_blend_metadata(s, srcs, sel)
+    steps = _write_schedule(bundle, splits)
     rep = _report(s, srcs, sel, splits, all_lengths, max_length, why, ambiguity_info, warnings, timings,
                   config_hash, time.perf_counter() - t0)
+    rep["schedule"] = steps
     report.write(s.out, rep)
     log(report.terminal(rep, all_lengths))
     return rep
@@ -218,25 +221,25 @@ def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> di
 def _settings(bundle: Bundle) -> Settings:
     """The plan's data/sequence/training/template settings, the tokenizer and the template text."""
     cfg = bundle.config
-    data_cfg, seq = cfg.get("data", {}), cfg.get("sequence", {})
-    training = cfg.get("training", {})
-    tmpl = bundle.plan.get("template", {})
+    data_cfg, seq = cfg["data"], cfg["sequence"]
+    training = cfg["training"]
+    tmpl = bundle.plan["template"]
     out = bundle.out
     cache_dir = bundle.base_out / "cache"  # one per-dataset cache for the run and its sweep trials
     cache_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(bundle)
-    template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")
-    mask_mode = tmpl.get("mask") or ("generation" if "{% generation %}" in template_text else "prefix")
+    template_text = (bundle.root / tmpl["file"]).read_text(encoding="utf-8")
+    mask_mode = tmpl["mask"]
     if mask_mode == "generation" and "generation" not in template_text:
         raise PrepareError("plan template.mask is 'generation' but chat_template.jinja has no {% generation %} tag")
     return Settings(
-        data=data_cfg, sequence=seq, training=training, seed=int(training.get("seed", 42)), template=tmpl,
+        data=data_cfg, sequence=seq, training=training, seed=int(training["seed"]), template=tmpl,
         out=out, cache_dir=cache_dir, tokenizer=tokenizer, template_text=template_text, mask_mode=mask_mode,
-        eot_ids=eot_token_ids(tokenizer, tmpl.get("end_of_turn")), bos_id=tokenizer.bos_token_id,
-        train_on_incomplete=bool(seq.get("train_on_incomplete_assistant", False)),
-        strategy=seq.get("strategy", "truncate"), policy=data_cfg.get("bad_samples", "skip"),
+        eot_ids=eot_token_ids(tokenizer, tmpl["end_of_turn"]), bos_id=tokenizer.bos_token_id,
+        train_on_incomplete=bool(seq["train_on_incomplete_assistant"]),
+        strategy=seq["strategy"], policy=data_cfg["bad_samples"],
         tokenizer_hash=cache.tokenizer_hash(tokenizer),
-        template_sha=tmpl.get("sha256") or cache.key({"t": template_text}),
+        template_sha=tmpl["sha256"],
         template_vars=template_variables(tmpl))
 
 
@@ -275,7 +278,7 @@ def _tokenize_source(src: Source, s: Settings, importer: threading.Thread, warni
             raw = load_raw(src.plan["path"], src.local, src.entry.get("split") or "train",
                            src.plan.get("revision"), **options)
             rows_raw = len(raw)
-        nproc = resolve_num_proc(s.data.get("num_proc", "auto"), rows_raw)
+        nproc = resolve_num_proc(s.data["num_proc"], rows_raw)
         encoder = Encoder(s.tokenizer, s.template_text, s.mask_mode, tmpl.get("end_of_turn"), src.spec,
                           s.train_on_incomplete, template_vars=s.template_vars)
         if nproc > 1:
@@ -330,10 +333,9 @@ def _valid_rows(src: Source, ds: Any, path1: Path, policy: str) -> Any:
 
 def _max_length(bundle: Bundle, s: Settings, all_lengths: np.ndarray) -> tuple[int, str]:
     """sequence.max_length, or the auto length from every dataset's tokenized lengths (capped by the model)."""
-    cap = bundle.plan.get("model", {}).get("max_position_embeddings")
+    cap = bundle.plan["model"]["max_position_embeddings"]
     try:
-        return lengths.resolve(all_lengths, s.sequence.get("max_length", 2048),
-                               s.sequence.get("auto_length", "p95"), cap)
+        return lengths.resolve(all_lengths, s.sequence["max_length"], s.sequence["auto_length"], cap)
     except ValueError as e:
         raise PrepareError(str(e)) from None
 
@@ -373,20 +375,20 @@ def _select(srcs: list[Source], tokenized: dict[str, Any], s: Settings) -> Selec
     for src in srcs:
         name = src.spec.name
         indices = s.blocklist.drop(name, np.asarray(_column(tokenized[name], "index"), dtype=np.int64))
-        if src.entry.get("subset") is not None and src.entry.get("subset_mode") == "first":
+        if src.entry["subset"] is not None and src.entry["subset_mode"] == "first":
             indices = indices[indices < blend.first(int(src.info["rows_raw"]), src.entry["subset"])]
-        elif src.entry.get("subset") is not None:
+        elif src.entry["subset"] is not None:
             indices = indices[blend.take(len(indices), src.entry["subset"], blend.rng_for(seed, name, "subset"))]
-        ev = src.entry.get("eval_split")
-        ev = data_cfg.get("eval_split", 0.0) if ev is None else ev
+        ev = src.entry["eval_split"]
+        ev = data_cfg["eval_split"] if ev is None else ev
         pick = blend.take(len(indices), ev, blend.rng_for(seed, name, "eval"))
         mask = np.zeros(len(indices), dtype=bool)
         mask[pick] = True
         train_sel[name], eval_sel[name] = indices[~mask], indices[mask]
     sizes = {src.spec.name: len(train_sel[src.spec.name]) for src in srcs}
-    weights = {src.spec.name: float(src.entry.get("weight", 1.0) or 0.0) for src in srcs}
-    epochs = {src.spec.name: float(src.entry.get("epochs", 1) or 0) for src in srcs}
-    temperature = float(data_cfg.get("temperature", 1.0))
+    weights = {src.spec.name: float(src.entry["weight"]) for src in srcs}
+    epochs = {src.spec.name: float(src.entry["epochs"]) for src in srcs}
+    temperature = float(data_cfg["temperature"])
     counts = blend.counts(sizes, weights, epochs, temperature)
     drawn = {n: train_sel[n][blend.draw(len(train_sel[n]), c, blend.rng_for(seed, n, "blend"))]
              for n, c in counts.items()}
@@ -400,7 +402,7 @@ Splits = dict[str, tuple[Any, dict[str, Any]]]
 def _assemble_splits(fitted: dict[str, Any], sel: Selection, max_length: int, s: Settings,
                      timings: dict[str, float]) -> Splits:
     """The train (blended) and eval rows, packed or padded, each with its stats."""
-    packing = bool(s.sequence.get("packing", True))
+    packing = bool(s.sequence["packing"])
     splits: Splits = {}
     for split, chosen in (("train", sel.drawn), ("eval", sel.eval)):
         t = time.perf_counter()
@@ -412,8 +414,7 @@ def _assemble_splits(fitted: dict[str, Any], sel: Selection, max_length: int, s:
 
 def _ambiguity(s: Settings, splits: Splits) -> dict[str, Any] | None:
     """The per-token ambiguity column, only for adaptive label smoothing."""
-    aux = s.training.get("aux_losses", {}) or {}
-    if (aux.get("adaptive_label_smoothing") or {}).get("enabled"):
+    if s.training["aux_losses"]["adaptive_label_smoothing"]["enabled"]:
         return add_ambiguity(splits, len(s.tokenizer))
     return None
 
@@ -424,6 +425,15 @@ def _write_splits(s: Settings, splits: Splits, srcs: list[Source], max_length: i
         _write_split(prepared / split, rows, cache.key({"split": split, "seed": s.seed, "max_length": max_length,
                                                         "data": s.data, "sequence": s.sequence,
                                                         "datasets": [src.info["cache_key"] for src in srcs]}))
+
+
+def _write_schedule(bundle: Bundle, splits: Splits) -> dict[str, Any]:
+    """prepared/schedule.json: the plan's step formula (runtime/schedule.py) over the prepared train rows."""
+    glob = bundle.derived["global_batch_size"]
+    steps = schedule.resolve(bundle.config["training"], splits["train"][1]["rows"],
+                             glob if isinstance(glob, int) else None)
+    schedule.write(bundle.out / "prepared", steps)
+    return steps
 
 
 def _write_blend_metadata(s: Settings, srcs: list[Source], sel: Selection) -> str:
@@ -450,13 +460,13 @@ def _report(s: Settings, srcs: list[Source], sel: Selection, splits: Splits, all
     tokenized_tokens = sum(src.info["tokens"] for src in srcs if src.info["cache"] == "miss")
     return {
         "max_length": max_length,
-        "max_length_source": "auto" if s.sequence.get("max_length") == "auto" else "config",
+        "max_length_source": "auto" if s.sequence["max_length"] == "auto" else "config",
         "max_length_reason": why,
-        "strategy": s.strategy, "packing": bool(s.sequence.get("packing", True)),
+        "strategy": s.strategy, "packing": bool(s.sequence["packing"]),
         "train_on_incomplete_assistant": s.train_on_incomplete,
         "bad_samples_policy": s.policy,
         "template": {"mask": s.mask_mode, "note": _mask_note(s.mask_mode, srcs),
-                     "end_of_turn": s.template.get("end_of_turn"),
+                     "end_of_turn": s.template["end_of_turn"],
                      "date_string": s.template_vars["date_string"],
                      "end_of_turn_ids": sorted(s.eot_ids)},
         "datasets": {src.spec.name: {**{k: v for k, v in src.info.items() if k != "cache_key"},

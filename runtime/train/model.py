@@ -145,6 +145,15 @@ def _warn(msg: str) -> None:
     print(f"[loft] warning: {msg}", file=sys.stderr, flush=True)
 
 
+def load_kwargs(bundle: Bundle) -> dict[str, Any]:
+    """from_pretrained / from_config keyword arguments the plan decides (dtype, attention, remote code)."""
+    mcfg = bundle.config["model"]
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(mcfg["dtype"]), "trust_remote_code": bool(mcfg["trust_remote_code"])}
+    if mcfg["attn_implementation"] != "auto":
+        kwargs["attn_implementation"] = mcfg["attn_implementation"]
+    return kwargs
+
+
 def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: Any = None) -> Any:
     """The base model: pretrained weights, or (``model.init: random``) seeded random weights from config.json."""
     import torch
@@ -152,16 +161,13 @@ def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: An
 
     mcfg = bundle.config["model"]
     src, rev = model_source(bundle)
-    dtype = torch_dtype(mcfg.get("dtype", "bf16"))
-    attn = mcfg.get("attn_implementation")
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(mcfg.get("trust_remote_code"))}
-    if attn and attn != "auto":
-        kwargs["attn_implementation"] = attn
-    if mcfg.get("config_overrides"):
+    kwargs = load_kwargs(bundle)
+    dtype = kwargs["dtype"]
+    if mcfg["config_overrides"]:
         kwargs["config"] = model_config(bundle)
-    if mcfg.get("init") == "random":
+    if mcfg["init"] == "random":
         config = kwargs.pop("config", None) or model_config(bundle)
-        torch.manual_seed(int(bundle.config["training"].get("seed", 42)))
+        torch.manual_seed(int(bundle.config["training"]["seed"]))
         model = AutoModelForCausalLM.from_config(config, **kwargs)
         return _no_cache(model) if for_training else model
     adapter = bundle.config.get("adapter") or {}
@@ -184,19 +190,20 @@ def load_base_model(bundle: Bundle, *, for_training: bool = True, device_map: An
 def lora_config(adapter: dict[str, Any], tied: bool = False) -> Any:
     from peft import LoraConfig
 
-    targets = adapter.get("target_modules", "all-linear")
+    targets = adapter["target_modules"]
     extra: dict[str, Any] = {}
-    if adapter.get("target_parameters"):  # fused MoE expert tensors (PEFT >= 0.17 ParamWrapper)
+    if adapter["target_parameters"]:  # fused MoE expert tensors (PEFT >= 0.17 ParamWrapper)
         extra["target_parameters"] = list(adapter["target_parameters"])
-    if adapter.get("modules_to_save"):
+    if adapter["modules_to_save"]:
         extra["modules_to_save"] = list(adapter["modules_to_save"])
         if tied:  # a tied embed_tokens/lm_head stays one trained matrix
             extra["ensure_weight_tying"] = True
+    alpha = adapter["alpha"]  # the schema allows a float alpha: passed as the plan holds it
     return LoraConfig(
-        task_type="CAUSAL_LM", r=int(adapter.get("r", 16)), lora_alpha=int(adapter.get("alpha", 32)),
-        lora_dropout=float(adapter.get("dropout", 0.0)),
+        task_type="CAUSAL_LM", r=int(adapter["r"]), lora_alpha=alpha,
+        lora_dropout=float(adapter["dropout"]),
         target_modules=targets if isinstance(targets, str) else list(targets),
-        use_rslora=bool(adapter.get("rslora")), use_dora=bool(adapter.get("dora")), **extra,
+        use_rslora=bool(adapter["rslora"]), use_dora=bool(adapter["dora"]), **extra,
     )
 
 

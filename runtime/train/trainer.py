@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import schedule
 from ..dashboard import start_beside_training
+from ..kernels import apply_cut_cross_entropy
 from . import autobatch, checkpoint
 from .collate import LoftCollator
 from .gpustats import GpuSampler, measured_vs_estimate
@@ -48,8 +50,8 @@ TRAIN_KEYS = ("model", "data", "template", "sequence", "adapter", "training", "d
 def fingerprint(bundle: Bundle) -> str:
     """sha256 of the plan parts that training depends on (not eval/export/tracking/target)."""
     cfg = bundle.config
-    part = {"config": {k: cfg.get(k) for k in TRAIN_KEYS}, "derived": bundle.derived,
-            "template": (bundle.plan.get("template") or {}).get("sha256")}
+    part = {"config": {k: cfg[k] for k in TRAIN_KEYS}, "derived": bundle.derived,
+            "template": bundle.plan["template"]["sha256"]}
     return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -104,15 +106,15 @@ def _batch_shape(bundle: Bundle, on_gpu: bool, probe_factory: Any) -> tuple[int,
     """(micro batch, accumulation, autobatch record) — the plan's numbers, or calibrated for ``auto``."""
     derived = bundle.derived
     tcfg = bundle.config["training"]
-    micro = derived.get("micro_batch_size", tcfg.get("micro_batch_size", 1))
-    accum = derived.get("gradient_accumulation_steps", tcfg.get("gradient_accumulation_steps", 1))
+    micro = derived["micro_batch_size"]
+    accum = derived["gradient_accumulation_steps"]
     world = _world()
     if micro != "auto":
-        if derived.get("world_size") not in (None, world):
-            _say(f"warning: the plan was built for world size {derived.get('world_size')} but {world} "
+        if derived["world_size"] != world:
+            _say(f"warning: the plan was built for world size {derived['world_size']} but {world} "
                  "processes are running; the global batch changes accordingly")
         return int(micro), int(accum if accum != "auto" else 1), None
-    gbs = int(derived.get("global_batch_size") or tcfg.get("global_batch_size") or world)
+    gbs = int(derived["global_batch_size"] or tcfg["global_batch_size"] or world)
     if not on_gpu:
         acc = max(1, gbs // world)
         _say(f"micro_batch_size: auto is calibrated on a GPU; on CPU it is 1 (accumulation {acc})")
@@ -124,45 +126,41 @@ def _batch_shape(bundle: Bundle, on_gpu: bool, probe_factory: Any) -> tuple[int,
     return result.micro_batch_size, result.gradient_accumulation_steps, {**result.as_dict(), "calibrated": True}
 
 
-def per_epoch_steps(t: dict[str, Any], rows: int | None, micro: int, accum: int, world: int) -> tuple[Any, Any]:
-    """(eval_steps, save_steps): the plan's, or ``max(1, steps_per_epoch // N)`` for ``evals/saves_per_epoch``
-    once prepare has fixed the row count (the compiler fills them itself when it already knew it)."""
-    eval_steps, save_steps = t.get("eval_steps"), t.get("save_steps")
-    if rows:
-        steps_per_epoch = max(1, -(-rows // (micro * accum * world)))
-        if eval_steps is None and t.get("evals_per_epoch"):
-            eval_steps = max(1, steps_per_epoch // int(t["evals_per_epoch"]))
-        if save_steps is None and t.get("saves_per_epoch"):
-            save_steps = max(1, steps_per_epoch // int(t["saves_per_epoch"]))
-    return eval_steps, save_steps
+def _steps(bundle: Bundle, global_batch: int) -> dict[str, Any]:
+    """The step schedule prepare wrote (prepared/schedule.json); recomputed with the same formula only when
+    the batch differs from the plan's (micro_batch_size: auto calibrated here, or another world size)."""
+    path = bundle.prepared / schedule.FILE
+    if not path.is_file():
+        raise StageError(f"{path}: no step schedule; run the prepare stage with this runtime first")
+    steps = schedule.read(bundle.prepared)
+    if steps["global_batch_size"] != global_batch:
+        _say(f"global batch {global_batch} (plan: {steps['global_batch_size']}): steps recomputed for it")
+        steps = schedule.resolve(bundle.config["training"], steps["rows"], global_batch)
+    return steps
 
 
 def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, on_gpu: bool,
-                       train_rows: int | None = None) -> Any:
+                       train_rows: int | None = None, steps: dict[str, Any] | None = None) -> Any:
+    """The plan's training section as TrainingArguments, read strictly (plan.lock was checked against the
+    schema). `steps` = prepared/schedule.json (runtime/schedule.py); computed here only for a caller that
+    gives the row count instead."""
     from transformers import TrainingArguments
+
+    from ..kernels import liger_settings
 
     cfg = bundle.config
     t = cfg["training"]
-    d = bundle.derived
-    flags, note = precision_flags(t.get("precision", "bf16"), on_gpu)
+    if steps is None:
+        steps = schedule.resolve(t, train_rows, micro * accum * _world())
+    flags, note = precision_flags(t["precision"], on_gpu)
     if note:
         _say(note)
-    extra_opt: dict[str, Any] = {}
-    warmup: Any = d.get("warmup_steps")
-    if warmup is None:  # total steps unknown at build time: the ratio (Trainer takes a float < 1 as a ratio)
-        warmup = t.get("warmup_steps") if t.get("warmup_steps") is not None else float(t.get("warmup_ratio") or 0)
-    eval_steps, save_steps = per_epoch_steps(t, train_rows, micro, accum, _world())
-    for key in ("adam_beta1", "adam_beta2", "adam_epsilon"):
-        if t.get(key) is not None:
-            extra_opt[key] = float(t[key])
+    extra_opt: dict[str, Any] = {key: float(t[key]) for key in ("adam_beta1", "adam_beta2", "adam_epsilon") if t[key] is not None}
     sched_kwargs: dict[str, Any] = {}
-    if t.get("lr_scheduler") == "cosine_with_min_lr":  # the floor as a fraction of learning_rate
-        ratio = t.get("min_lr_ratio")
-        sched_kwargs = {"min_lr_rate": float(ratio) if ratio is not None else 0.1}
-    launch = bundle.plan.get("launch") or {}
-    ds = launch.get("deepspeed_config")
-    kernels = t.get("kernels") or {}
-    optim = str(t.get("optimizer", "adamw_torch"))
+    if t["lr_scheduler"] == "cosine_with_min_lr":  # the floor as a fraction of learning_rate (locked by resolve)
+        sched_kwargs = {"min_lr_rate": float(t["min_lr_ratio"])}
+    ds = bundle.plan["launch"]["deepspeed_config"]
+    optim = str(t["optimizer"])
     if "8bit" in optim or optim.startswith("paged_"):
         try:
             import bitsandbytes  # noqa: F401
@@ -171,54 +169,54 @@ def training_arguments(bundle: Bundle, micro: int, accum: int, has_eval: bool, o
                              "pip install bitsandbytes, or use adamw_torch") from None
     if optim == "adamw_torch_fused" and not on_gpu:
         _say("optimizer adamw_torch_fused on CPU: torch's fused AdamW (CPU kernel)")
-    if kernels.get("cut_cross_entropy"):
-        raise StageError("training.kernels.cut_cross_entropy is not supported by this runtime yet; "
-                         "turn it off (liger is supported)")
+    use_liger, liger_config = liger_settings(t["kernels"])
+    eval_steps, save_steps = steps["eval_steps"], steps["save_steps"]
     extra: dict[str, Any] = {}
-    if t.get("early_stopping_patience") and has_eval:
+    if save_steps:  # else save_strategy "epoch": no step count involved
+        extra["save_steps"] = int(save_steps)
+    if t["early_stopping_patience"] and has_eval:
         # EarlyStoppingCallback compares eval_loss with the Trainer's best; the last model is kept
         # (load_best_model_at_end stays off: loft's checkpoints are renamed after saving).
         extra.update(metric_for_best_model="eval_loss", greater_is_better=False)
-    fsdp = cfg.get("fsdp") or {}
-    if fsdp.get("enabled") and os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in ("1", "true"):
-        extra["fsdp"] = f"{fsdp.get('sharding', 'full_shard')} auto_wrap" + (
-            " offload" if fsdp.get("offload_params") else "")
-        extra["fsdp_config"] = {"version": int(fsdp.get("version", 2))}
+    fsdp = cfg["fsdp"]
+    if fsdp["enabled"] and os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in ("1", "true"):
+        extra["fsdp"] = f"{fsdp['sharding']} auto_wrap" + (" offload" if fsdp["offload_params"] else "")
+        extra["fsdp_config"] = {"version": int(fsdp["version"])}
     return TrainingArguments(
         output_dir=str(bundle.out / "checkpoints"),
-        run_name=bundle.plan.get("name"),
+        run_name=bundle.plan["name"],
         per_device_train_batch_size=micro,
         per_device_eval_batch_size=micro,
         gradient_accumulation_steps=accum,
         learning_rate=float(t["learning_rate"]),
-        lr_scheduler_type=t.get("lr_scheduler", "linear"),
+        lr_scheduler_type=t["lr_scheduler"],
         lr_scheduler_kwargs=sched_kwargs,
-        warmup_steps=warmup,
-        num_train_epochs=float(t.get("epochs") or 1),
-        max_steps=int(t["max_steps"]) if t.get("max_steps") else -1,
+        warmup_steps=int(steps["warmup_steps"] or 0),
+        num_train_epochs=float(t["epochs"]),
+        max_steps=int(steps["total_steps"]) if steps["total_steps"] else -1,
         optim=optim,
-        weight_decay=float(t.get("weight_decay") or 0.0),
-        max_grad_norm=float(t.get("max_grad_norm") or 0.0),
-        activation_checkpointing=bool(t.get("gradient_checkpointing")),
+        weight_decay=float(t["weight_decay"]),
+        max_grad_norm=float(t["max_grad_norm"]),
+        activation_checkpointing=bool(t["gradient_checkpointing"]),
         activation_checkpointing_kwargs={"use_reentrant": False},
         logging_strategy="steps",
-        logging_steps=int(t.get("logging_steps") or 1),
+        logging_steps=int(t["logging_steps"]),
         eval_strategy=("steps" if eval_steps else "epoch") if has_eval else "no",
         eval_steps=int(eval_steps) if (has_eval and eval_steps) else None,
         prediction_loss_only=True,  # eval loss only: never gather [tokens × vocab] logits
         save_strategy="steps" if save_steps else "epoch",
-        save_steps=int(save_steps) if save_steps else 500,
         save_total_limit=None,  # loft rotates complete checkpoints itself (checkpoint.rotate)
-        seed=int(t.get("seed", 42)),
-        data_seed=int(t.get("seed", 42)),
-        dataloader_num_workers=0,
+        seed=int(t["seed"]),
+        data_seed=int(t["seed"]),
+        dataloader_num_workers=int(t["dataloader_num_workers"]),
         remove_unused_columns=False,
         label_names=["labels"],
-        include_num_input_tokens_seen="all" if cfg["sequence"].get("packing") else "non_padding",
-        report_to=report_to(cfg.get("tracking")) or "none",
+        include_num_input_tokens_seen="all" if cfg["sequence"]["packing"] else "non_padding",
+        report_to=report_to(cfg["tracking"]) or "none",
         deepspeed=str(bundle.path(ds)) if ds else None,
         use_cpu=not on_gpu,
-        use_liger_kernel=bool(kernels.get("liger")),
+        use_liger_kernel=use_liger,
+        liger_kernel_config=liger_config,
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
         **flags,
@@ -248,11 +246,11 @@ def make_trainer_class() -> type:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            als = self.loft_aux.get("adaptive_label_smoothing") or {}
+            als = self.loft_aux["adaptive_label_smoothing"]
             loss = causal_lm_loss(
-                outputs.logits, labels, temperature=float(self.loft_aux.get("training_temperature", 1.0)),
-                ambiguity=ambiguity if als.get("enabled") else None,
-                max_smoothing=float(als.get("max_smoothing", 0.0)), num_items_in_batch=num_items_in_batch)
+                outputs.logits, labels, temperature=float(self.loft_aux["training_temperature"]),
+                ambiguity=ambiguity if als["enabled"] else None,
+                max_smoothing=float(als["max_smoothing"]), num_items_in_batch=num_items_in_batch)
             self.loss_is_scaled_for_ga = num_items_in_batch is not None
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
@@ -293,9 +291,9 @@ def _write_report(out: Path, report: dict[str, Any]) -> None:
 ModelProvider = Callable[["Bundle", Any], Any]  # (bundle, tokenizer) -> the model to train
 
 
-def run(bundle: Bundle, callbacks: Sequence[Any] = ()) -> int:
+def run(bundle: Bundle, callbacks: Sequence[Any] = (), allow_device_mismatch: bool = False) -> int:
     """Train as the plan says; resume from the newest complete checkpoint. Returns the exit code."""
-    code = train(bundle, callbacks)
+    code = train(bundle, callbacks, allow_device_mismatch=allow_device_mismatch)
     _leave_process_group()
     return code
 
@@ -307,7 +305,7 @@ def standalone_model(bundle: Bundle, tokenizer: Any) -> Any:
 
     seed = int(bundle.config["training"]["seed"])
     set_seed(seed)
-    base = load_base_model(bundle)
+    base = apply_cut_cross_entropy(load_base_model(bundle), bundle.config["training"]["kernels"])
     if fit_embeddings(base, tokenizer):
         _say(f"model.special_tokens added tokens: embeddings resized to {len(tokenizer)}")
     set_seed(seed)
@@ -326,14 +324,15 @@ def _leave_process_group() -> None:
 
 
 def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelProvider | None = None,
-          final_eval: bool = False) -> int:
+          final_eval: bool = False, allow_device_mismatch: bool = False) -> int:
     """One training run. `model_provider` gives the model (a sweep passes its shared base; default: load it);
     `final_eval` evaluates the final model when the last evaluation was at an earlier step (a sweep ranks
     trials by the final eval loss)."""
+    from ..device import check as check_device
+
+    on_gpu = check_device(bundle.plan, allow=allow_device_mismatch)  # before anything is loaded
     check_qlora(bundle)  # before any weights or data are read
     check_attention(bundle)
-    import torch
-
     cfg = bundle.config
     out = bundle.out
     ckpts = out / "checkpoints"
@@ -348,18 +347,17 @@ def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelPr
     if resume is not None and checkpoint.marker(resume).get("plan", plan_id) != plan_id:
         raise StageError(f"{resume} was written by a different plan (training settings changed since); "
                          f"move {ckpts} away to start over, or rebuild with the old config to resume")
-    on_gpu = torch.cuda.is_available()
-    aux = (cfg["training"].get("aux_losses") or {})
-    als = aux.get("adaptive_label_smoothing") or {}
+    aux = cfg["training"]["aux_losses"]
+    als = aux["adaptive_label_smoothing"]
 
     train_ds, eval_ds = load_prepared(bundle)
-    if als.get("enabled") and "ambiguity" not in train_ds.column_names:
+    if als["enabled"] and "ambiguity" not in train_ds.column_names:
         raise StageError("training.aux_losses.adaptive_label_smoothing is enabled but the prepared data has no "
                          "`ambiguity` column; re-run prepare with this plan")
     tokenizer = load_tokenizer(bundle)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collator = LoftCollator(pad_token_id=int(pad_id or 0), packing=bool(cfg["sequence"].get("packing")),
-                            with_ambiguity=bool(als.get("enabled")))
+    collator = LoftCollator(pad_token_id=int(pad_id or 0), packing=bool(cfg["sequence"]["packing"]),
+                            with_ambiguity=bool(als["enabled"]))
 
     model = (model_provider or standalone_model)(bundle, tokenizer)
     if _rank() == 0 and hasattr(model, "print_trainable_parameters"):
@@ -370,7 +368,8 @@ def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelPr
         return autobatch.cuda_probe(model, [train_ds[i] for i in range(min(len(train_ds), 256))], collator)
 
     micro, accum, auto_record = _batch_shape(bundle, on_gpu, probe_factory)
-    args = training_arguments(bundle, micro, accum, eval_ds is not None, on_gpu, len(train_ds))
+    steps = _steps(bundle, micro * accum * _world())
+    args = training_arguments(bundle, micro, accum, eval_ds is not None, on_gpu, steps=steps)
 
     resume_step = None
     if resume is not None:
@@ -383,7 +382,7 @@ def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelPr
     stop_cb = StopCallback(stop)
     batches = BatchRecorder(out, _rank(), resume_step)
     cbs: list[Any] = [stop_cb, batches, *callbacks]
-    patience = cfg["training"].get("early_stopping_patience")
+    patience = cfg["training"]["early_stopping_patience"]
     if patience:
         if eval_ds is None:
             raise StageError("training.early_stopping_patience needs eval data, but prepare produced no eval "
@@ -403,7 +402,7 @@ def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelPr
                           data_collator=collator, processing_class=tokenizer, callbacks=cbs)
     trainer.loft_aux = aux
     trainer.loft_batches = batches
-    trainer.loft_keep = cfg["training"].get("save_total_limit")
+    trainer.loft_keep = cfg["training"]["save_total_limit"]
     trainer.loft_fingerprint = plan_id
 
     if resume is not None:

@@ -32,7 +32,7 @@ EXAMPLES = ROOT / "examples"
 GOLDEN = ROOT / "tests" / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 SNAPSHOT_TEXT = ("plan.lock", "launch.sh", "plan.md")
-NAME_ONLY = ("loft/runtime/", "model/")
+NAME_ONLY = ("loft/runtime/", "loft/schemas/", "model/")  # schemas: data others edit; hashes in MANIFEST
 EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
 
 
@@ -126,6 +126,21 @@ def test_rebuilds_are_byte_identical_from_anywhere(tmp_path: Path, tiny_model: P
     assert read_files(a / "run") == first and (a / "run" / "out" / "metrics.jsonl").is_file()
 
 
+def test_the_output_folder_and_cwd_leave_no_trace(tmp_path: Path, tiny_model: Path) -> None:
+    """One config built into run/ and into a/b/run/, from different working directories: identical bytes
+    (the source config is recorded by name and sha256, never by a path relative to the bundle)."""
+    root = _project(tmp_path / "p", tiny_model)
+    assert _build(root, "examples/quickstart.yaml", "run") == 0
+    (root / "a" / "b").mkdir(parents=True)
+    assert _build(root / "a", "../examples/quickstart.yaml", "b/run") == 0
+    near, far = read_files(root / "run"), read_files(root / "a" / "b" / "run")
+    assert sorted(near) == sorted(far)
+    assert [rel for rel in near if near[rel] != far[rel]] == []
+    source = json.loads(near["plan.lock"])["source"]
+    assert source["file"] == "quickstart.yaml"
+    assert source["sha256"] == hashlib.sha256((root / "examples" / "quickstart.yaml").read_bytes()).hexdigest()
+
+
 @pytest.fixture
 def built(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = _project(tmp_path, tiny_model)
@@ -165,7 +180,7 @@ def test_stale_data_is_named(built: Path) -> None:
     with data.open("a", encoding="utf-8") as f:
         f.write(json.dumps({"messages": [{"role": "user", "content": "hi"},
                                          {"role": "assistant", "content": "hello"}]}) + "\n")
-    errors = _errors(built / "run")
+    errors = _errors(built / "run", built / "examples" / "quickstart.yaml")
     stale = [e for e in errors if e.startswith("plan.lock no longer matches quickstart.yaml")]
     assert stale and "data file data/chat.jsonl changed (sha256" in stale[0]
     assert any(e.startswith("data/chat.jsonl no longer matches") for e in errors)
@@ -176,7 +191,7 @@ def test_changed_config_is_named_and_config_flag(built: Path, tmp_path: Path) ->
     moved = tmp_path / "elsewhere.yaml"
     shutil.copy(cfg, moved)
     cfg.write_text(re.sub(r"learning_rate: \S+", "learning_rate: 5.0e-5", cfg.read_text(), count=1))
-    errors = _errors(built / "run")
+    errors = _errors(built / "run", cfg)
     assert any(e.startswith("plan.lock no longer matches quickstart.yaml: quickstart.yaml changed") for e in errors)
     # --config points at another copy of the original: paths resolve from there, so the data is missing
     diags = verify(built / "run", built / "examples" / "nope.yaml")

@@ -1,5 +1,5 @@
-"""Hand-made run bundles for runtime tests: a plan.lock with the contract's fields, a chat template and a
-model/tokenizer directory, without the compiler. Generic on purpose: any runtime stage's tests may use it.
+"""Hand-made run bundles for runtime tests: a plan.lock with the fields a test is about (the rest from a
+compiled plan, checked against the schema), a chat template and a model/tokenizer directory. Generic on purpose: any runtime stage's tests may use it.
 
     root = make_bundle(tmp_path / "run", model_dir, datasets=[{"name": "chat", "path": "data/chat.jsonl"}])
     bundle = loft.runtime.plan.load(root)
@@ -13,6 +13,8 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+
+from tests.plan_contract import complete
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_JSONL = ROOT / "examples" / "data" / "chat.jsonl"
@@ -74,6 +76,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_plan(root: Path, plan: dict[str, Any]) -> None:
+    """plan.lock, completed from a compiled plan and checked against plan.schema.json (tests/plan_contract.py)."""
+    plan = complete(plan)
     (root / "plan.lock").write_text(json.dumps(plan, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
 
 

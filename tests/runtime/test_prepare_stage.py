@@ -253,7 +253,7 @@ def test_ambiguity_column_when_adaptive_label_smoothing(tmp_path, tok_dir):
 def test_hub_id_offline_is_a_clear_error(tmp_path, tok_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     root = tmp_path / "run"
-    make_bundle(root, tok_dir, [])
+    make_bundle(root, tok_dir, [{"name": "hub", "path": "org/some-chat"}])
     plan = json.loads((root / "plan.lock").read_text())
     plan["data"]["datasets"] = [{"name": "hub", "source": "hub", "path": "org/some-chat", "sha256": None,
                                  "revision": None}]

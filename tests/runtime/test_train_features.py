@@ -171,11 +171,11 @@ def test_early_stopping_arguments(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_early_stopping_stops_when_eval_loss_stops_improving(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """learning_rate 0: the eval loss never improves after the first evaluation, so patience 1 stops at step 2."""
+    """learning_rate 1e-30 (updates below the weights' precision): the eval loss never improves after the first evaluation, so patience 1 stops at step 2."""
     from loft.runtime.plan import load
     from loft.runtime.train.trainer import run
 
-    run_dir = make_bundle(tmp_path, tiny_model_dir, {"training.learning_rate": 0.0, "training.eval_steps": 1,
+    run_dir = make_bundle(tmp_path, tiny_model_dir, {"training.learning_rate": 1e-30, "training.eval_steps": 1,
                                                     "training.early_stopping_patience": 1,
                                                     "training.max_steps": 6}, n_train=48, n_eval=4)
     assert run(load(run_dir)) == 0

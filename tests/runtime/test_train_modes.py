@@ -28,7 +28,7 @@ def test_training_arguments_follow_the_plan(tiny_model_dir, tmp_path):
     b = _bundle(tmp_path, tiny_model_dir, {"training.optimizer": "adafactor", "training.lr_scheduler": "constant",
                                            "training.eval_steps": 5, "training.save_steps": None,
                                            "training.precision": "bf16", "training.weight_decay": 0.1},
-                plan_extra={"launch.deepspeed_config": "ds_config.json", "derived.warmup_steps": 3})
+                plan_extra={"launch.deepspeed_config": "ds_config.json", "config.training.warmup_steps": 3})
     (b.root / "ds_config.json").write_text(json.dumps({"zero_optimization": {"stage": 2},
                                                        "train_micro_batch_size_per_gpu": "auto"}))
     try:
@@ -213,13 +213,21 @@ def test_adaptive_smoothing_needs_the_ambiguity_column(tiny_model_dir, tmp_path)
 def test_axolotl_extension_keys(tiny_model_dir, tmp_path):
     """evals/saves_per_epoch become step counts from the prepared row count; adam betas reach the optimizer;
     model.special_tokens are set on the tokenizer and grow the embeddings when new."""
+    from loft.runtime import schedule
     from loft.runtime.train.model import fit_embeddings, load_base_model, load_tokenizer
-    from loft.runtime.train.trainer import per_epoch_steps, training_arguments
+    from loft.runtime.train.trainer import training_arguments
 
-    t = {"eval_steps": None, "save_steps": None, "evals_per_epoch": 4, "saves_per_epoch": 2}
-    assert per_epoch_steps(t, rows=100, micro=2, accum=2, world=1) == (6, 12)  # 25 steps per epoch
-    assert per_epoch_steps({**t, "eval_steps": 3}, rows=100, micro=2, accum=2, world=1) == (3, 12)
-    assert per_epoch_steps(t, rows=None, micro=2, accum=2, world=1) == (None, None)
+    t = {"eval_steps": None, "save_steps": None, "evals_per_epoch": 4, "saves_per_epoch": 2, "max_steps": None,
+         "epochs": 1, "warmup_steps": None, "warmup_ratio": 0.1}
+
+    def every(training: dict, rows: int | None) -> tuple:
+        steps = schedule.resolve(training, rows, 4)
+        return steps["eval_steps"], steps["save_steps"]
+
+    assert every(t, 100) == (6, 12)  # 25 steps per epoch
+    assert every({**t, "eval_steps": 3}, 100) == (3, 12)
+    assert every(t, None) == (None, None)
+    assert schedule.resolve(t, 100, 4)["warmup_steps"] == 3  # ceil(25 × 0.1)
     b = _bundle(tmp_path, tiny_model_dir, {"training.adam_beta2": 0.95, "training.adam_epsilon": 1e-6,
                                            "training.save_steps": None, "training.saves_per_epoch": 5,
                                            "model.special_tokens": {"pad_token": "<|brand_new_pad|>"}})

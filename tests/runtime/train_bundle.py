@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.plan_contract import complete
+
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "data" / "chat.jsonl"
 
@@ -134,7 +136,11 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
         "template": {"file": "chat_template.jinja"},
         "derived": {"world_size": 1, "micro_batch_size": t["micro_batch_size"],
                     "gradient_accumulation_steps": t["gradient_accumulation_steps"],
-                    "global_batch_size": t["global_batch_size"], "warmup_steps": t["warmup_steps"]},
+                    "global_batch_size": t["global_batch_size"] or (
+                        t["micro_batch_size"] * t["gradient_accumulation_steps"]
+                        if isinstance(t["micro_batch_size"], int) and isinstance(t["gradient_accumulation_steps"], int)
+                        else None),
+                    "warmup_steps": t["warmup_steps"]},
         "launch": {"target": "local", "launcher": "python", "deepspeed_config": None},
         "sweep": None, "warnings": [],
     }
@@ -142,6 +148,7 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
         set_dotted(plan, k, v)
     if trials is not None:
         plan["sweep"] = grid_sweep(plan, trials)
+    plan = complete(plan)  # the rest from a compiled plan, checked against plan.schema.json
     (run / "plan.lock").write_text(json.dumps(plan, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     (run / "chat_template.jinja").write_text(
         "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
@@ -155,6 +162,13 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
     if n_eval:
         Dataset.from_dict(rows(tokenized_samples(tok, n_eval, max_len, offset=1000), packing, max_len,
                                ambiguity)).save_to_disk(str(prepared / "eval"))
+    # what prepare writes beside the splits: the plan's step formula over the prepared rows
+    from loft.runtime import schedule
+
+    train_rows = len(Dataset.load_from_disk(str(prepared / "train")))
+    glob = plan["derived"]["global_batch_size"]
+    schedule.write(prepared, schedule.resolve(plan["config"]["training"], train_rows,
+                                              glob if isinstance(glob, int) else None))
     return run
 
 

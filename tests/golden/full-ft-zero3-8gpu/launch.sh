@@ -14,7 +14,7 @@
 set -euo pipefail
 
 LOFT_BUNDLE_NAME=full-ft-zero3-8gpu
-LOFT_SOURCE_FILE=../examples/full-ft-zero3-8gpu.yaml
+LOFT_SOURCE_FILE=full-ft-zero3-8gpu.yaml
 LOFT_TARGET=multi_gpu
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -103,7 +103,7 @@ preflight() {
   fi
   need_python
   local missing
-  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 matplotlib numpy peft pyarrow safetensors tokenizers transformers flash_attn <<'PY'
+  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 jsonschema matplotlib numpy peft pyarrow safetensors tokenizers transformers flash_attn <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))

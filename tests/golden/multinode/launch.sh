@@ -16,7 +16,7 @@
 set -euo pipefail
 
 LOFT_BUNDLE_NAME=multinode
-LOFT_SOURCE_FILE=../examples/multinode.yaml
+LOFT_SOURCE_FILE=multinode.yaml
 LOFT_TARGET=multi_node
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -105,7 +105,7 @@ preflight() {
   fi
   need_python
   local missing
-  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 liger_kernel matplotlib numpy peft pyarrow safetensors tokenizers transformers flash_attn <<'PY'
+  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 jsonschema liger_kernel matplotlib numpy peft pyarrow safetensors tokenizers transformers flash_attn <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))

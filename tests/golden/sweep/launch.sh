@@ -14,7 +14,7 @@
 set -euo pipefail
 
 LOFT_BUNDLE_NAME=sweep
-LOFT_SOURCE_FILE=../examples/sweep.yaml
+LOFT_SOURCE_FILE=sweep.yaml
 LOFT_TARGET=local
 
 RUN_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -92,7 +92,7 @@ preflight() {
   fi
   need_python
   local missing
-  missing="$("$PYTHON" - torch accelerate datasets huggingface_hub jinja2 matplotlib numpy optuna peft pyarrow safetensors tokenizers transformers <<'PY'
+  missing="$("$PYTHON" - torch accelerate datasets huggingface_hub jinja2 jsonschema matplotlib numpy optuna peft pyarrow safetensors tokenizers transformers <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
