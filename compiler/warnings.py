@@ -111,18 +111,13 @@ def _gpu_only(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str,
     c = plan["config"]
     if not _cpu(plan):
         return
-    if c["adapter"]["type"] == "qlora":
-        yield ("qlora-without-gpu", ("adapter", "type"), "QLoRA (4-bit bitsandbytes) needs a GPU, but target.gpu is cpu",
-               "use adapter.type: lora on CPU, or a GPU target")
+    # qlora, 8-bit optimizers, fp16, kernels and flash attention on a CPU target are errors (resolve/runnable.py)
     if c["training"]["precision"] != "fp32":
         yield ("precision-on-cpu", ("training", "precision"),
                f"precision {c['training']['precision']} on a CPU target is slow or unsupported", "use precision: fp32")
     if c["training"]["micro_batch_size"] == "auto":
         yield ("auto-batch-on-cpu", ("training", "micro_batch_size"),
                "micro_batch_size: auto is calibrated on a GPU; on CPU it falls back to 1", "set an integer")
-    if "8bit" in c["training"]["optimizer"]:
-        yield ("optimizer-needs-gpu", ("training", "optimizer"),
-               f"optimizer {c['training']['optimizer']} needs a GPU (bitsandbytes)", "use adamw_torch")
 
 
 def _distributed(plan: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], str, str]]:

@@ -39,12 +39,9 @@ CASES = [
      "packing-eager-attention", "model.attn_implementation", "attn_implementation:"),
     ("", GPU_BASE.replace("  base: ./models/tiny\n", "  base: ./models/tiny\n  dtype: bf16\n")
      + "training:\n  precision: fp16\n", "dtype-precision-mismatch", "training.precision", "precision:"),
-    ("adapter:\n  type: qlora\n", BASE_CONFIG, "qlora-without-gpu", "adapter.type", "type:"),
     ("", BASE_CONFIG.replace("  precision: fp32\n", "  precision: bf16\n"), "precision-on-cpu", "training.precision", "precision:"),
     ("", BASE_CONFIG.replace("  precision: fp32\n", "  precision: fp32\n  micro_batch_size: auto\n"),
      "auto-batch-on-cpu", "training.micro_batch_size", "micro_batch_size:"),
-    ("", BASE_CONFIG.replace("  optimizer: adamw_torch\n", "  optimizer: adamw_8bit\n"),
-     "optimizer-needs-gpu", "training.optimizer", "optimizer:"),
     ("deepspeed:\n  stage: 2\n", GPU_BASE, "zero-single-gpu", "deepspeed.stage", "stage:"),
     ("target:\n  kind: multi_node\n", GPU_BASE, "multi-node-one-node", "target.nodes", "nodes:"),
     ("target:\n  kind: multi_gpu\n", GPU_BASE, "multi-gpu-one-gpu", "target.num_gpus", "num_gpus:"),
