@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.plan_contract import complete
+from tests.plan_contract import assert_valid, complete
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "data" / "chat.jsonl"
@@ -146,9 +146,10 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
     }
     for k, v in (plan_extra or {}).items():
         set_dotted(plan, k, v)
-    if trials is not None:
-        plan["sweep"] = grid_sweep(plan, trials)
     plan = complete(plan)  # the rest from a compiled plan, checked against plan.schema.json
+    if trials is not None:  # trials over the completed plan, as the compiler records them
+        plan["sweep"] = grid_sweep(plan, trials)
+        assert_valid(plan)
     (run / "plan.lock").write_text(json.dumps(plan, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     (run / "chat_template.jinja").write_text(
         "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{{ eos_token }}{% endfor %}"
