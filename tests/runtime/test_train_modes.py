@@ -73,11 +73,15 @@ def test_wandb_is_report_to_from_the_plan(monkeypatch):
 def test_lora_config_variants():
     from loft.runtime.train.model import lora_config
 
-    c = lora_config({"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"],
+    from tests.plan_contract import compiled_plan
+
+    adapter = compiled_plan()["config"]["adapter"]  # every key the plan holds, as compiled
+    c = lora_config({**adapter, "r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"],
                      "rslora": True, "dora": True})
     assert (c.r, c.lora_alpha, c.lora_dropout) == (8, 16, 0.1)
     assert set(c.target_modules) == {"q_proj", "v_proj"} and c.use_rslora and c.use_dora
-    assert lora_config({"target_modules": "all-linear"}).target_modules == "all-linear"
+    assert lora_config({**adapter, "target_modules": "all-linear"}).target_modules == "all-linear"
+    assert lora_config({**adapter, "alpha": 24.5}).lora_alpha == 24.5  # a float alpha arrives as it is
 
 
 def test_random_init_is_seeded(tiny_model_dir, tmp_path):
