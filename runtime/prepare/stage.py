@@ -194,6 +194,12 @@ def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> di
     timings: dict[str, float] = {}
     s.blocklist = load_blocklist(bundle, warnings)
     tokenized = {src.spec.name: _tokenize_source(src, s, importer, warnings, timings) for src in srcs}
+    for src in srcs:  # an empty dataset would only fail later, inside datasets/pyarrow
+        if len(tokenized[src.spec.name]) == 0:
+            bad = src.info.get("bad") or {}
+            why = ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())) or "the source has no rows"
+            raise PrepareError(f"dataset {src.spec.name!r}: no usable rows after filtering ({why})"
+                               + (f" in {src.local}" if src.local is not None else ""))
     all_lengths = np.concatenate([np.asarray(_column(d, "length"), dtype=np.int64) for d in tokenized.values()])
     max_length, why = _max_length(bundle, s, all_lengths)
     plotter.send(all_lengths, max_length)

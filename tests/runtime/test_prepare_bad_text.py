@@ -39,3 +39,12 @@ def test_bad_text_fails_with_file_and_line_when_asked(tmp_path: Path) -> None:
     make_bundle(root, tiny_tokenizer(), [{"name": "chat", "path": "data/chat.jsonl"}], data={"bad_samples": "fail"})
     with pytest.raises(PrepareError, match=r"chat\.jsonl:3: bad_encoding"):
         run(load(root), **QUIET)
+
+
+def test_a_dataset_with_no_usable_rows_is_a_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "chat.jsonl").write_text('{"messages": []}\n' * 5)
+    make_bundle(root, tiny_tokenizer(), [{"name": "chat", "path": "data/chat.jsonl"}])
+    with pytest.raises(PrepareError, match=r"'chat': no usable rows after filtering \(empty_conversation: 5\)"):
+        run(load(root), **QUIET)
