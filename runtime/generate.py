@@ -1,9 +1,10 @@
 """Generation for the eval stage: one decoding (greedy, seeded) through vLLM or transformers.
 
 Which backend runs is decided by ``choose_backend`` from the plan's ``eval.backend`` and what the machine
-has: vLLM in this process (importable here and a CUDA GPU visible), vLLM in its own environment through
-``vllm_worker.py`` (``LOFT_VLLM_PYTHON`` names that interpreter; launch.sh sets it), else transformers'
-``generate``. ``eval.backend: vllm`` where neither vLLM is usable is an error, never a silent fallback.
+has: vLLM in its own environment through ``vllm_worker.py`` (``LOFT_VLLM_PYTHON`` names that interpreter;
+launch.sh sets it), else transformers' ``generate``. vLLM in this process only when ``eval.backend: vllm`` asks
+for it (e.g. run from vLLM's env); ``auto`` never uses a vllm that merely imports in the training env.
+``eval.backend: vllm`` where neither vLLM is usable is an error, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -46,12 +47,14 @@ def choose_backend(want: str, *, cuda: bool, vllm_here: bool, vllm_python: str |
     """The generation backend for ``eval.backend`` (auto | vllm | transformers) given the machine's facts."""
     if want == "transformers":
         return Backend("transformers", reason="eval.backend: transformers")
-    if cuda and vllm_here:
-        return Backend("vllm", reason="vllm importable here, CUDA visible")
+    # auto: vLLM only from its own environment (it pins its own torch); a vllm that happens to import in the
+    # training env is an unlocked install, so only an explicit `eval.backend: vllm` may use it in-process.
     if cuda and vllm_python:
         return Backend("vllm", python=vllm_python, reason=f"{VLLM_PYTHON_ENV} is set, CUDA visible")
+    if cuda and vllm_here and want == "vllm":
+        return Backend("vllm", reason="eval.backend: vllm, vllm importable here, CUDA visible")
     why = ("no CUDA GPU is visible" if not cuda else
-           f"vllm is not importable here and {VLLM_PYTHON_ENV} names no interpreter")
+           f"{VLLM_PYTHON_ENV} names no interpreter (vLLM's own environment)")
     if want == "vllm":
         raise StageError(f"eval.backend: vllm cannot run: {why} (vLLM lives in its own environment on the GPU "
                          f"box: `bash RUN/launch.sh eval` sets {VLLM_PYTHON_ENV}; or use eval.backend: auto)")

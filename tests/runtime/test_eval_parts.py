@@ -75,8 +75,10 @@ def test_eval_prompt_renders_as_training_renders_with_the_frozen_date():
 def test_backend_selection():
     pick = choose_backend
     assert pick("transformers", cuda=True, vllm_here=True, vllm_python="/x").name == "transformers"
-    assert pick("auto", cuda=True, vllm_here=True, vllm_python=None) == Backend(
-        "vllm", None, "vllm importable here, CUDA visible")
+    # auto never uses a vllm that merely imports in the training env: only vLLM's own environment
+    assert pick("auto", cuda=True, vllm_here=True, vllm_python=None).name == "transformers"
+    assert pick("vllm", cuda=True, vllm_here=True, vllm_python=None) == Backend(
+        "vllm", None, "eval.backend: vllm, vllm importable here, CUDA visible")
     own = pick("auto", cuda=True, vllm_here=False, vllm_python="/venvs/vllm/bin/python")
     assert own.name == "vllm" and own.python == "/venvs/vllm/bin/python"
     assert pick("auto", cuda=False, vllm_here=True, vllm_python="/x").name == "transformers"
