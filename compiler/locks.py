@@ -167,6 +167,10 @@ def plan_roots(cfg: dict[str, Any]) -> set[str]:
         roots.add("cut-cross-entropy")
     if cfg.get("sweep"):
         roots.add("optuna")  # the sweep stage's study, sampler and pruners
+    if "gguf" in ((cfg.get("export") or {}).get("formats") or []):
+        roots.add("gguf")  # runtime/gguf_export.py writes GGUF with the gguf package
+    if str((cfg.get("target") or {}).get("gpu", "cpu")).lower() != "cpu":
+        roots.add("nvidia-ml-py")  # NVML utilisation and memory per GPU in metrics.jsonl
     if needs_flash_attn(cfg):
         roots.update(req["build"]["flash-attn"]["needs"])  # its build and import dependencies
     return {normalize(r) for r in roots}
@@ -174,8 +178,8 @@ def plan_roots(cfg: dict[str, Any]) -> set[str]:
 
 # import name of each top-level package whose import launch.sh's preflight and `check` try
 _IMPORTS = {"accelerate": "accelerate", "bitsandbytes": "bitsandbytes", "cut-cross-entropy": "cut_cross_entropy",
-            "datasets": "datasets", "deepspeed": "deepspeed", "huggingface-hub": "huggingface_hub", "jinja2": "jinja2",
-            "jsonschema": "jsonschema",
+            "datasets": "datasets", "deepspeed": "deepspeed", "gguf": "gguf", "huggingface-hub": "huggingface_hub",
+            "jinja2": "jinja2", "jsonschema": "jsonschema", "nvidia-ml-py": "pynvml",
             "liger-kernel": "liger_kernel", "matplotlib": "matplotlib", "numpy": "numpy", "optuna": "optuna", "peft": "peft",
             "pyarrow": "pyarrow", "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch",
             "transformers": "transformers", "wandb": "wandb"}

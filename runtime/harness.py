@@ -16,7 +16,7 @@ from .train.model import StageError
 if TYPE_CHECKING:
     from .plan import Bundle
 
-INSTALL = "pip install lm-eval (or the bundle's eval extra: pip install 'loft[eval]')"
+INSTALL = "pip install lm-eval==0.4.13 (not in the bundle's hashed lock: its rouge-score dependency ships no wheel)"
 
 
 def settings(bundle: Bundle) -> dict[str, Any] | None:

@@ -103,7 +103,7 @@ preflight() {
   fi
   need_python
   local missing
-  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 jsonschema matplotlib numpy peft pyarrow safetensors tokenizers transformers flash_attn <<'PY'
+  missing="$("$PYTHON" - torch accelerate datasets deepspeed huggingface_hub jinja2 jsonschema matplotlib numpy peft pyarrow pynvml safetensors tokenizers transformers flash_attn <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))

@@ -92,7 +92,7 @@ preflight() {
   fi
   need_python
   local missing
-  missing="$("$PYTHON" - torch accelerate bitsandbytes datasets huggingface_hub jinja2 jsonschema matplotlib numpy peft pyarrow safetensors tokenizers transformers <<'PY'
+  missing="$("$PYTHON" - torch accelerate bitsandbytes datasets huggingface_hub jinja2 jsonschema matplotlib numpy peft pyarrow pynvml safetensors tokenizers transformers <<'PY'
 import importlib.util
 import sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
