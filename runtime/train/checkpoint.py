@@ -86,6 +86,31 @@ def staging_dir(checkpoints: Path) -> Path:
     return checkpoints / STAGING
 
 
+def log_window_file(path: Path, rank: int) -> Path:
+    return path / f"loft-log-window-rank{rank}.json"
+
+
+def save_log_window(path: Path, rank: int, loss_sum: float, last_logged: int) -> None:
+    """The Trainer's unlogged running loss (one value per rank) and the step it was last logged at.
+
+    Written into the checkpoint so that a logging window which spans a save-and-quit logs the same mean
+    loss as the uninterrupted run: the Trainer keeps that accumulator in memory only and starts it at 0 on
+    resume, which would average the window over its resumed steps alone.
+    """
+    path.mkdir(parents=True, exist_ok=True)  # a rank that saves no weights may reach here first
+    log_window_file(path, rank).write_text(
+        json.dumps({"loss_sum": loss_sum, "last_logged": last_logged}, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_log_window(path: Path, rank: int) -> tuple[float, int] | None:
+    """``save_log_window``'s values, or None for a checkpoint written without them."""
+    try:
+        data = json.loads(log_window_file(path, rank).read_text(encoding="utf-8"))
+        return float(data["loss_sum"]), int(data["last_logged"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def marker(path: Path) -> dict[str, Any]:
     try:
         data = json.loads((path / MARKER).read_text(encoding="utf-8"))

@@ -266,6 +266,9 @@ def make_trainer_class() -> type:
             self._loft_staging = True
             try:
                 super()._save_checkpoint(model, trial)
+                staged = checkpoint.staging_dir(ckpts) / f"checkpoint-{self.state.global_step}"
+                checkpoint.save_log_window(staged, _rank(), float(self._tr_loss.item()),
+                                           int(self._globalstep_last_logged))
             finally:
                 self._loft_staging = False
             self.accelerator.wait_for_everyone()
@@ -273,6 +276,14 @@ def make_trainer_class() -> type:
                 checkpoint.publish(ckpts, self.state.global_step, {"plan": self.loft_fingerprint})
                 checkpoint.rotate(ckpts, self.loft_keep)
             self.accelerator.wait_for_everyone()
+
+        def _load_rng_state(self, resume_from: str | None) -> None:
+            # called once on resume, after the Trainer zeroed its running loss and before the first step
+            super()._load_rng_state(resume_from)
+            window = checkpoint.load_log_window(Path(resume_from), _rank()) if resume_from else None
+            if window is not None:
+                self._tr_loss.fill_(window[0])
+                self._globalstep_last_logged = window[1]
 
         loft_keep: int | None = None
         loft_fingerprint: str = ""

@@ -226,3 +226,31 @@ def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tiny_model_dir,
     out, _ = proc.communicate(timeout=400)
     assert proc.returncode == 0, out[-3000:]
     _assert_same_run(straight, run)
+
+
+def test_logging_window_spanning_a_stop_logs_the_same_loss(tiny_model_dir, tmp_path):
+    """logging_steps 3, stopped after step 4: the window 4-6 logs the straight run's mean loss, since the
+    checkpoint carries the Trainer's unlogged running loss (it used to average steps 5-6 only)."""
+    from loft.runtime.plan import load
+    from loft.runtime.train.trainer import run
+    from transformers import TrainerCallback
+
+    over = {"training.max_steps": 9, "training.save_steps": 100, "training.logging_steps": 3}
+    straight = make_bundle(tmp_path / "a", tiny_model_dir, over)
+    stopped = make_bundle(tmp_path / "b", tiny_model_dir, over)
+
+    class SignalAt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    assert run(load(straight)) == 0
+    assert run(load(stopped), callbacks=[SignalAt()]) == 0
+    ckpt = stopped / "out" / "checkpoints" / "checkpoint-4"
+    window = checkpoint.load_log_window(ckpt, 0)
+    assert window is not None and window[1] == 3 and window[0] > 0  # step 4's loss, unlogged at the stop
+    assert run(load(stopped)) == 0
+    la, lb = losses(straight), losses(stopped)
+    assert [s for s, _ in la] == [s for s, _ in lb] == [3, 6, 9]
+    for (s, x), (_, y) in zip(la, lb, strict=True):
+        assert abs(x - y) <= 1e-6, f"window ending at step {s}: {x} straight vs {y} stopped and resumed"
