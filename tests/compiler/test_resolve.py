@@ -592,3 +592,10 @@ def test_any_schema_valid_setting_compiles_or_is_refused_cleanly(tmp_path_factor
         assert all(d.message for d in e.diagnostics)
         return
     assert "plan.lock" in files and json.loads(files["plan.lock"]) == json.loads(json.dumps(the_plan))
+
+
+def test_cosine_with_min_lr_locks_its_floor(tmp_path: Path) -> None:
+    """The runtime reads min_lr_ratio strictly: the compiler writes the 0.1 floor when the config gives none."""
+    cfg = BASE_CONFIG.replace("  optimizer: adamw_torch\n", "  optimizer: adamw_torch\n  lr_scheduler: cosine_with_min_lr\n")
+    r = plan_of(make_project(tmp_path, cfg))
+    assert r.plan["config"]["training"]["min_lr_ratio"] == 0.1

@@ -192,7 +192,10 @@ def test_started_beside_training_when_the_plan_asks(tmp_path):
     import socket
 
     from loft.runtime.dashboard import start_beside_training
-    from loft.runtime.plan import load
+    from loft.runtime.plan import Bundle
+
+    def load(root: Path) -> Bundle:  # make_run writes a bundle-shaped dir, not a whole plan: no schema check
+        return Bundle(root=root, plan=json.loads((root / "plan.lock").read_text()))
 
     root = make_run(tmp_path / "run")
     assert start_beside_training(load(root), print) is None  # tracking.dashboard is off by default

@@ -75,7 +75,8 @@ def test_unknown_lm_eval_task_fails_before_loading_a_model(tiny_model_dir, tmp_p
 
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", local_only)
     tasks = tiny_task(tmp_path / "tasks")
-    run_dir = make_bundle(tmp_path, tiny_model_dir, {"eval.lm_eval": {"tasks": ["loft_tiny_qaa"],
-                                                                      "include_path": str(tasks)}}, n_train=4, n_eval=2)
+    run_dir = make_bundle(tmp_path, tiny_model_dir, {"eval.lm_eval": {
+        "tasks": ["loft_tiny_qaa"], "limit": None, "num_fewshot": None, "include_path": str(tasks),
+        "batch_size": 1}}, n_train=4, n_eval=2)
     assert main(["eval", str(run_dir)]) == 1  # no final/ either: the task check comes first
     assert "unknown task(s) ['loft_tiny_qaa']" in capsys.readouterr().err

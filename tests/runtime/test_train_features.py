@@ -155,7 +155,9 @@ def test_min_lr_ratio_is_the_cosine_floor(tiny_model_dir: Path, tmp_path: Path) 
                                            "training.min_lr_ratio": 0.25})
     args = training_arguments(b, micro=2, accum=2, has_eval=False, on_gpu=False)
     assert args.lr_scheduler_type == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr_rate": 0.25}
-    b = _bundle(tmp_path / "d", tiny_model_dir, {"training.lr_scheduler": "cosine_with_min_lr"})
+    # the 0.1 default is locked by the compiler (tests/compiler/test_resolve.py); the runtime reads the plan
+    b = _bundle(tmp_path / "d", tiny_model_dir, {"training.lr_scheduler": "cosine_with_min_lr",
+                                                 "training.min_lr_ratio": 0.1})
     assert training_arguments(b, 2, 2, False, False).lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     b = _bundle(tmp_path / "c", tiny_model_dir, {"training.lr_scheduler": "cosine", "training.min_lr_ratio": 0.5})
     assert training_arguments(b, 2, 2, False, False).lr_scheduler_kwargs == {}
