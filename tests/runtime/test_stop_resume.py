@@ -49,15 +49,14 @@ def _assert_same_run(a: Path, b: Path, final: str = "final") -> None:
         assert float((wa[k].float() - wb[k].float()).abs().max()) <= 1e-6, k
 
 
-def test_sigusr1_then_resume_is_exact(tiny_model_dir, tmp_path):
-    """N steps straight == stopped by SIGUSR1 at step k, then resumed (losses to 1e-6, same final weights)."""
+def _straight_and_stopped(tmp_path: Path, model: Path, over: dict) -> tuple[Path, Path]:
+    """Two bundles of `over`: one trained straight, one sent SIGUSR1 as step 4 begins (so it stops after 4)."""
     from loft.runtime.plan import load
     from loft.runtime.train.trainer import run
     from transformers import TrainerCallback
 
-    over = {"training.max_steps": 8, "training.save_steps": 100}
-    straight = make_bundle(tmp_path / "a", tiny_model_dir, over)
-    stopped = make_bundle(tmp_path / "b", tiny_model_dir, over)
+    straight = make_bundle(tmp_path / "a", model, over)
+    stopped = make_bundle(tmp_path / "b", model, over)
 
     class SignalAt(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -66,6 +65,16 @@ def test_sigusr1_then_resume_is_exact(tiny_model_dir, tmp_path):
 
     assert run(load(straight)) == 0
     assert run(load(stopped), callbacks=[SignalAt()]) == 0
+    return straight, stopped
+
+
+def test_sigusr1_then_resume_is_exact(tiny_model_dir, tmp_path):
+    """N steps straight == stopped by SIGUSR1 at step k, then resumed (losses to 1e-6, same final weights)."""
+    from loft.runtime.plan import load
+    from loft.runtime.train.trainer import run
+
+    straight, stopped = _straight_and_stopped(tmp_path, tiny_model_dir,
+                                              {"training.max_steps": 8, "training.save_steps": 100})
     report = json.loads((stopped / "out" / "train_report.json").read_text())
     assert report["status"] == "stopped" and report["global_step"] == 4
     assert report["stop_reason"] == "SIGUSR1 received"
@@ -233,19 +242,9 @@ def test_logging_window_spanning_a_stop_logs_the_same_loss(tiny_model_dir, tmp_p
     checkpoint carries the Trainer's unlogged running loss (it used to average steps 5-6 only)."""
     from loft.runtime.plan import load
     from loft.runtime.train.trainer import run
-    from transformers import TrainerCallback
 
     over = {"training.max_steps": 9, "training.save_steps": 100, "training.logging_steps": 3}
-    straight = make_bundle(tmp_path / "a", tiny_model_dir, over)
-    stopped = make_bundle(tmp_path / "b", tiny_model_dir, over)
-
-    class SignalAt(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if state.global_step == 3:
-                os.kill(os.getpid(), signal.SIGUSR1)
-
-    assert run(load(straight)) == 0
-    assert run(load(stopped), callbacks=[SignalAt()]) == 0
+    straight, stopped = _straight_and_stopped(tmp_path, tiny_model_dir, over)
     ckpt = stopped / "out" / "checkpoints" / "checkpoint-4"
     window = checkpoint.load_log_window(ckpt, 0)
     assert window is not None and window[1] == 3 and window[0] > 0  # step 4's loss, unlogged at the stop
