@@ -1,5 +1,6 @@
 """The step schedule: one formula for the compiler (resolve/batch.py, when the row count is known at build)
-and the runtime (prepare, once the prepared row count is; train reads what prepare wrote).
+and the runtime (prepare, once the prepared row count is; train reads what prepare wrote, with the blend
+counts beside it).
 
 Pure: plain arithmetic on plan values, no training library, so the compiler may import it.
 """
@@ -55,9 +56,13 @@ def resolve(training: dict[str, Any], rows: int | None, global_batch: int | None
     return out
 
 
-def write(prepared: Path, schedule: dict[str, Any]) -> None:
+def write(prepared: Path, schedule: dict[str, Any], blend: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """schedule.json: the step numbers and the blend counts prepare resolved (per dataset: the training rows
+    `available` before the blend and the samples `drawn`, runtime/blend_counts.py); returns what it wrote."""
+    out = {**schedule, "blend": blend}
     prepared.mkdir(parents=True, exist_ok=True)
-    (prepared / FILE).write_text(json.dumps(schedule, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    (prepared / FILE).write_text(json.dumps(out, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    return out
 
 
 def read(prepared: Path) -> dict[str, Any]:

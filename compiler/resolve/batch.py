@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loft.runtime import schedule
+from loft.runtime import blend_counts, schedule
 
 from .context import Context
 
@@ -60,32 +60,11 @@ def resolve_derived(ctx: Context, data: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _take(n: int, amount: Any) -> int:
-    """Rows `subset` / `eval_split` select out of n: an int count or a float fraction (as prepare counts)."""
-    if amount is None or amount == 0:
-        return 0
-    k = round(n * float(amount)) if isinstance(amount, float) and amount < 1 else int(amount)
-    return max(0, min(n, k))
-
-
 def train_rows(data: list[dict[str, Any]], cfg: dict[str, Any]) -> int | None:
-    """Training rows before packing, as prepare will draw them when every row is valid: per dataset
-    subset → minus the eval split, then the blend (shares ∝ weight · n^(1/T) of the natural total,
-    × per-dataset epochs). None when a dataset's row count is unknown (hub data, parquet, ...)."""
-    sizes: list[int] = []
-    for entry, ds in zip(data, cfg["data"]["datasets"], strict=True):
-        n = entry.get("rows")
-        if n is None:
-            return None
-        if ds["subset"] is not None:
-            n = _take(n, ds["subset"])
-        ev = ds["eval_split"] if ds["eval_split"] is not None else cfg["data"]["eval_split"]
-        sizes.append(n - _take(n, ev))
-    temperature = float(cfg["data"]["temperature"])
-    scores = [float(ds["weight"]) * (n ** (1.0 / temperature) if n > 0 else 0.0)
-              for n, ds in zip(sizes, cfg["data"]["datasets"], strict=True)]
-    total, score_sum = sum(sizes), sum(scores)
-    if score_sum <= 0:
-        return 0
-    return sum(round(total * s / score_sum * float(ds["epochs"]))
-               for s, ds in zip(scores, cfg["data"]["datasets"], strict=True))
+    """Training rows before packing, as prepare will draw them when every row is valid: the blend of
+    runtime/blend_counts.py (prepare's own formula) over each dataset's row count. None when a dataset's
+    row count is unknown (hub data, parquet, ...)."""
+    if any(entry["rows"] is None for entry in data):
+        return None
+    rows = {ds["name"]: entry["rows"] for entry, ds in zip(data, cfg["data"]["datasets"], strict=True)}
+    return sum(blend_counts.plan_counts(cfg["data"], rows).values())

@@ -70,7 +70,9 @@ def markdown(rep: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|",
                   "| " + " | ".join("—" if sc[k] is None else str(sc[k]) for k in
                                    ("rows", "global_batch_size", "steps_per_epoch", "total_steps", "warmup_steps",
-                                    "eval_steps", "save_steps")) + " |"]
+                                    "eval_steps", "save_steps")) + " |",
+                  "", "| dataset | training rows before the blend | samples drawn |", "|---|---|---|",
+                  *(f"| {name} | {b['available']} | {b['drawn']} |" for name, b in sc["blend"].items())]
     if rep["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in rep["warnings"]]
     return "\n".join(lines) + "\n"

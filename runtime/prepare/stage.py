@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from loft.runtime import schedule
+from loft.runtime import blend_counts, schedule
 from loft.runtime.plan import Bundle
 from loft.runtime.prepare import blend, cache, lengths, report
 from loft.runtime.prepare.ambiguity import add_ambiguity
@@ -215,7 +215,7 @@ def _stages(bundle: Bundle, log: Any, t0: float, plotter: lengths.Plotter) -> di
     _write_splits(s, splits, srcs, max_length)
     plotter.wait()
     config_hash = _write_blend_metadata(s, srcs, sel)
-    steps = _write_schedule(bundle, splits)
+    steps = _write_schedule(bundle, splits, sel)
     rep = _report(s, srcs, sel, splits, all_lengths, max_length, why, ambiguity_info, warnings, timings,
                   config_hash, time.perf_counter() - t0)
     rep["schedule"] = steps
@@ -382,7 +382,7 @@ def _select(srcs: list[Source], tokenized: dict[str, Any], s: Settings) -> Selec
         name = src.spec.name
         indices = s.blocklist.drop(name, np.asarray(_column(tokenized[name], "index"), dtype=np.int64))
         if src.entry["subset"] is not None and src.entry["subset_mode"] == "first":
-            indices = indices[indices < blend.first(int(src.info["rows_raw"]), src.entry["subset"])]
+            indices = indices[indices < blend_counts.amount(int(src.info["rows_raw"]), src.entry["subset"])]
         elif src.entry["subset"] is not None:
             indices = indices[blend.take(len(indices), src.entry["subset"], blend.rng_for(seed, name, "subset"))]
         ev = src.entry["eval_split"]
@@ -395,7 +395,7 @@ def _select(srcs: list[Source], tokenized: dict[str, Any], s: Settings) -> Selec
     weights = {src.spec.name: float(src.entry["weight"]) for src in srcs}
     epochs = {src.spec.name: float(src.entry["epochs"]) for src in srcs}
     temperature = float(data_cfg["temperature"])
-    counts = blend.counts(sizes, weights, epochs, temperature)
+    counts = blend_counts.counts(sizes, weights, epochs, temperature)
     drawn = {n: train_sel[n][blend.draw(len(train_sel[n]), c, blend.rng_for(seed, n, "blend"))]
              for n, c in counts.items()}
     return Selection(train=train_sel, eval=eval_sel, sizes=sizes, weights=weights, epochs=epochs,
@@ -433,13 +433,14 @@ def _write_splits(s: Settings, splits: Splits, srcs: list[Source], max_length: i
                                                         "datasets": [src.info["cache_key"] for src in srcs]}))
 
 
-def _write_schedule(bundle: Bundle, splits: Splits) -> dict[str, Any]:
-    """prepared/schedule.json: the plan's step formula (runtime/schedule.py) over the prepared train rows."""
+def _write_schedule(bundle: Bundle, splits: Splits, sel: Selection) -> dict[str, Any]:
+    """prepared/schedule.json: the plan's step formula (runtime/schedule.py) over the prepared train rows,
+    with the blend counts (runtime/blend_counts.py) over the rows each dataset really has."""
     glob = bundle.derived["global_batch_size"]
     steps = schedule.resolve(bundle.config["training"], splits["train"][1]["rows"],
                              glob if isinstance(glob, int) else None)
-    schedule.write(bundle.out / "prepared", steps)
-    return steps
+    blend_rows = {name: {"available": sel.sizes[name], "drawn": sel.counts[name]} for name in sel.counts}
+    return schedule.write(bundle.out / "prepared", steps, blend_rows)
 
 
 def _write_blend_metadata(s: Settings, srcs: list[Source], sel: Selection) -> str:

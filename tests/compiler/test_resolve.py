@@ -430,7 +430,8 @@ def test_paths_in_a_data_file_are_relative_to_it(tmp_path: Path) -> None:
 def test_derived_rows_follow_the_runtime_blend(tmp_path: Path, weights: tuple[float, float],
                                                epochs: tuple[float, float], temperature: float,
                                                subset: int | None, eval_split: float | int) -> None:
-    blend = pytest.importorskip("loft.runtime.prepare.blend")
+    from loft.runtime import blend_counts
+
     text = BASE_CONFIG.replace("    - path: data/chat.jsonl\n", (
         f"    - path: data/chat.jsonl\n      weight: {weights[0]}\n      epochs: {epochs[0]}\n"
         + (f"      subset: {subset}\n" if subset is not None else "")
@@ -443,7 +444,7 @@ def test_derived_rows_follow_the_runtime_blend(tmp_path: Path, weights: tuple[fl
     n1 = 60
     take = (lambda n: round(n * eval_split)) if isinstance(eval_split, float) else (lambda n: min(n, eval_split))
     sizes = {"chat": n0 - take(n0), "small": n1 - take(n1)}
-    expected = blend.counts(sizes, {"chat": weights[0], "small": weights[1]},
+    expected = blend_counts.counts(sizes, {"chat": weights[0], "small": weights[1]},
                             {"chat": epochs[0], "small": epochs[1]}, temperature)
     assert rows == sum(expected.values())
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from loft.runtime import blend_counts
 from loft.runtime.prepare import blend
 
 
 def test_natural_proportions_at_t1_and_flattening_at_higher_t():
     sizes = {"big": 900, "small": 100}
-    assert blend.counts(sizes, {}, {}, 1.0) == {"big": 900, "small": 100}
-    hot = blend.counts(sizes, {}, {}, 2.0)  # p ∝ sqrt(n): 30 : 10
+    ones = {"big": 1.0, "small": 1.0}
+    assert blend_counts.counts(sizes, ones, ones, 1.0) == {"big": 900, "small": 100}
+    hot = blend_counts.counts(sizes, ones, ones, 2.0)  # p ∝ sqrt(n): 30 : 10
     assert hot == {"big": 750, "small": 250}
-    assert blend.counts(sizes, {"small": 3.0}, {}, 1.0) == {"big": 750, "small": 250}
-    assert blend.counts(sizes, {}, {"small": 2}, 1.0) == {"big": 900, "small": 200}
+    assert blend_counts.counts(sizes, {**ones, "small": 3.0}, ones, 1.0) == {"big": 750, "small": 250}
+    assert blend_counts.counts(sizes, ones, {**ones, "small": 2}, 1.0) == {"big": 900, "small": 200}
+    with pytest.raises(KeyError):  # every dataset's weight is a plan value: no default weight
+        blend_counts.counts(sizes, {"big": 1.0}, ones, 1.0)
 
 
 def test_draw_repeats_full_passes_then_a_remainder():

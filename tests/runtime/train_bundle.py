@@ -168,8 +168,11 @@ def make_bundle(tmp: Path, model_dir: Path, overrides: dict[str, Any] | None = N
 
     train_rows = len(Dataset.load_from_disk(str(prepared / "train")))
     glob = plan["derived"]["global_batch_size"]
+    names = [d["name"] for d in plan["config"]["data"]["datasets"]]
+    blend = {name: {"available": train_rows if i == 0 else 0, "drawn": train_rows if i == 0 else 0}
+             for i, name in enumerate(names)}
     schedule.write(prepared, schedule.resolve(plan["config"]["training"], train_rows,
-                                              glob if isinstance(glob, int) else None))
+                                              glob if isinstance(glob, int) else None), blend)
     return run
 
 
