@@ -127,12 +127,15 @@ def _batch_shape(bundle: Bundle, on_gpu: bool, probe_factory: Any) -> tuple[int,
 
 
 def _steps(bundle: Bundle, global_batch: int) -> dict[str, Any]:
-    """The step schedule prepare wrote (prepared/schedule.json); recomputed with the same formula only when
-    the batch differs from the plan's (micro_batch_size: auto calibrated here, or another world size)."""
+    """The step schedule prepare wrote (prepared/schedule.json); recomputed with the same formula over the
+    prepared rows for a sweep trial (its own max_steps, warmup, cadence) and when the batch differs from the
+    plan's (micro_batch_size: auto calibrated here, or another world size)."""
     path = bundle.prepared / schedule.FILE
     if not path.is_file():
         raise StageError(f"{path}: no step schedule; run the prepare stage with this runtime first")
     steps = schedule.read(bundle.prepared)
+    if bundle.trial is not None:  # prepare wrote the base plan's schedule; a trial has its own training section
+        return schedule.resolve(bundle.config["training"], steps["rows"], global_batch)
     if steps["global_batch_size"] != global_batch:
         _say(f"global batch {global_batch} (plan: {steps['global_batch_size']}): steps recomputed for it")
         steps = schedule.resolve(bundle.config["training"], steps["rows"], global_batch)

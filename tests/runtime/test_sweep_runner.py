@@ -176,6 +176,20 @@ def test_a_trial_whose_data_keys_differ_prepares_its_own_set(tiny_model_dir, tmp
     assert prepared == [1]
 
 
+def test_a_trial_runs_its_own_schedule_over_the_prepared_rows(tiny_model_dir, tmp_path):
+    """prepared/schedule.json holds the base plan's schedule; a trial with steps_per_trial (its own
+    training.max_steps) must train that many steps, standalone (`--trial N`) and inside the sweep."""
+    from loft.runtime.train.trainer import _steps
+
+    run = make_bundle(tmp_path, tiny_model_dir, {**SMALL, "training.max_steps": None, "training.epochs": 1},
+                      n_train=6, n_eval=0, trials=[{"training.max_steps": 1}, {"training.warmup_steps": 0}])
+    base = _steps(load(run), 1)
+    assert base["total_steps"] == base["rows"] > 1  # one epoch at global batch 1
+    first, second = (_steps(_trial(run, n), 1) for n in (0, 1))
+    assert first["total_steps"] == 1 and first["rows"] == base["rows"]
+    assert second["total_steps"] == base["rows"] and second["warmup_steps"] == 0
+
+
 @pytest.mark.slow
 def test_a_sweep_trial_trains_like_its_standalone_run(tiny_model_dir, tmp_path):
     from loft.runtime.sweep.runner import run as sweep
