@@ -5,6 +5,8 @@ The model is a Llama-architecture config of a few hundred MB with seeded random 
 safetensors (--hidden/--layers), so loading it is a real part of each launch, as it is on a GPU box; the
 tokenizer is the tiny one the tests build. Data is prepared once and shared by both ways (each separate
 launch would otherwise also re-prepare). Both ways train the same trials, so their losses are compared too.
+The separate launches run before and after the sweep (A-B-A), so a load that drifts during the run cannot
+favour either way.
 
     python benchmarks/sweep_shared_load.py                      # 4 trials x 2 steps on CPU
     python benchmarks/sweep_shared_load.py --trials 4 --steps 2 --hidden 1024 --layers 12
@@ -108,19 +110,33 @@ def main() -> None:
     run_dir = work / "run"
     run([py, "-m", "loft.runtime", "prepare", str(run_dir)], log)
 
-    separate = [run([py, "-m", "loft.runtime", "train", str(run_dir), "--trial", str(i)], log)
+    def separately() -> list[float]:
+        took = [run([py, "-m", "loft.runtime", "train", str(run_dir), "--trial", str(i)], log)
                 for i in range(args.trials)]
-    alone = {i: losses(run_dir / "out" / f"trial-{i}") for i in range(args.trials)}
-    for i in range(args.trials):
-        subprocess.run(["rm", "-rf", str(run_dir / "out" / f"trial-{i}")], check=True)
+        alone.append({i: losses(run_dir / "out" / f"trial-{i}") for i in range(args.trials)})
+        for i in range(args.trials):
+            subprocess.run(["rm", "-rf", str(run_dir / "out" / f"trial-{i}")], check=True)
+        return took
+
+    alone: list[dict[int, list[float]]] = []
+    # separate, sweep, separate again (A-B-A): a load that drifts during the run shifts both passes of the
+    # separate launches the opposite way, so their mean is what the sweep is compared with
+    before = separately()
     shared = run([py, "-m", "loft.runtime", "sweep", str(run_dir)], log)
     together = {i: losses(run_dir / "out" / f"trial-{i}") for i in range(args.trials)}
-    diff = max(abs(a - b) for i in alone for a, b in zip(alone[i], together[i], strict=True))
     loads = {json.loads(x)["base_loads"] for x in (run_dir / "out" / "sweep" / "results.jsonl").read_text().splitlines()}
+    for i in range(args.trials):
+        subprocess.run(["rm", "-rf", str(run_dir / "out" / f"trial-{i}")], check=True)
+    after = separately()
+    diff = max(abs(a - b) for one in alone for i in one for a, b in zip(one[i], together[i], strict=True))
+    assert all(len(together[i]) == args.steps for i in together), "a trial did not run steps_per_trial steps"
+    mean = (sum(before) + sum(after)) / 2
     load = os.getloadavg()[0]
     print(f"| {args.trials} LoRA trials × {args.steps} steps, {mb:.0f} MB model (hidden {args.hidden}, "
-          f"{args.layers} layers), load {load:.1f} | {sum(separate):.1f} s ({', '.join(f'{s:.1f}' for s in separate)}) "
-          f"| {shared:.1f} s (base loads: {sorted(loads)}) | **{sum(separate) / shared:.2f}×** | {diff:.1e} |")
+          f"{args.layers} layers), 1-min load at the end {load:.1f} | {sum(before):.1f} s before, {sum(after):.1f} s "
+          f"after (each: {', '.join(f'{s:.1f}' for s in before + after)}) | {shared:.1f} s (base loads: {sorted(loads)}) "
+          f"| **{mean / shared:.2f}×** (before {sum(before) / shared:.2f}×, after {sum(after) / shared:.2f}×) "
+          f"| {diff:.1e} |")
 
 
 if __name__ == "__main__":
