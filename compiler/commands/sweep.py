@@ -3,6 +3,8 @@
 The same method, metric, search space and budget, in W&B's sweep format (`wandb sweep sweep.yaml` shows it
 in W&B's sweep UI; loft itself runs the trials with `bash launch.sh sweep` and logs them as one W&B group).
 W&B has no median pruner: a pruned loft sweep exports `early_terminate: hyperband`, its closest match.
+W&B parameter names are `[A-Za-z_][A-Za-z0-9_.-]*`: a list index `data.datasets[0].weight` is written
+`data.datasets.0.weight`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,8 @@ def wandb_config(sweep: dict[str, Any], name: str) -> dict[str, Any]:
     from loft.runtime.sweep.space import grid_values
 
     params: dict[str, Any] = {}
-    for key, e in sweep["space"].items():
+    for name, e in sweep["space"].items():
+        key = re.sub(r"\[(\d+)\]", r".\1", name)
         if e["type"] == "categorical" or (sweep["method"] == "grid" and e.get("step") is not None):
             params[key] = {"values": grid_values(e)}
         elif e["type"] == "int":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ from ..train.metrics import read_jsonl
 from ..train.model import StageError
 from ..train.trainer import _rank, _world
 from ..train.trainer import _say as say
-from . import results
+from . import results, wandb_runs
 from .shared_model import SharedModel
 from .space import prepare_view, with_values
 from .study import PruneCallback, broadcast, locked, open_study, suggest
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
     from ..plan import Bundle
 
 STATE = "state.json"
-WORKER_ENV = "LOFT_SWEEP_WORKER"
+WORKER_ENV = "LOFT_SWEEP_WORKER"  # set in each per_gpu worker (its index)
+WORKERS_ENV = "LOFT_SWEEP_WORKERS"  # the number of per_gpu workers (default: the plan's GPUs per node)
 
 
 def _say(msg: str) -> None:
@@ -57,24 +59,59 @@ def run(bundle: Bundle) -> int:
         import optuna  # noqa: F401
     except ImportError:
         raise StageError("the sweep stage needs optuna: pip install -r requirements.lock") from None
-    gpus = int(bundle.plan["launch"]["gpus_per_node"])
-    if sweep["parallel"] == "per_gpu" and gpus > 1 and _world() == 1 and WORKER_ENV not in os.environ:
-        return per_gpu(bundle, gpus)
+    workers = worker_devices(bundle.plan)
+    if sweep["parallel"] == "per_gpu" and len(workers) > 1 and _world() == 1 and WORKER_ENV not in os.environ:
+        return per_gpu(bundle, workers)
     runner = Runner(bundle)
     if WORKER_ENV not in os.environ:
         runner.setup()
     return runner.loop()
 
 
-def per_gpu(bundle: Bundle, gpus: int) -> int:
-    """One worker process per GPU on the shared study; each runs whole trials on its own GPU."""
+def worker_devices(plan: dict[str, Any]) -> list[str | None]:
+    """`parallel: per_gpu`: the CUDA_VISIBLE_DEVICES of each worker, one per GPU of the plan (gpus_per_node,
+    as this process's CUDA_VISIBLE_DEVICES numbers them). LOFT_SWEEP_WORKERS=N sets the number of workers
+    (N < GPUs: fewer at once; GPUs are shared round-robin beyond that; on a CPU plan, N CPU workers)."""
+    gpus = int(plan["launch"]["gpus_per_node"])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [d for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpus)]
+    names = names[:gpus]
+    count = gpus
+    if os.environ.get(WORKERS_ENV):
+        try:
+            count = int(os.environ[WORKERS_ENV])
+        except ValueError:
+            raise StageError(f"{WORKERS_ENV}={os.environ[WORKERS_ENV]!r}: expected a number of workers") from None
+        if count < 1:
+            raise StageError(f"{WORKERS_ENV}={count}: expected at least one worker")
+    return [names[i % len(names)] if names else None for i in range(count)]
+
+
+def per_gpu(bundle: Bundle, devices: list[str | None]) -> int:
+    """One worker process per GPU on the shared study; each runs whole trials on its own GPU. Ctrl-C reaches
+    the workers from the terminal; SIGUSR1/SIGTERM/SIGINT sent to this process alone are passed on to them."""
     runner = Runner(bundle)
     runner.setup()
-    _say(f"one trial per GPU: starting {gpus} workers")
-    procs = [subprocess.Popen([sys.executable, "-m", "loft.runtime", "sweep", str(bundle.root)],
-                              env={**os.environ, "CUDA_VISIBLE_DEVICES": str(i), WORKER_ENV: str(i)})
-             for i in range(gpus)]
-    codes = [p.wait() for p in procs]
+    runner._ensure_prepared()  # once, before the workers (they would race to prepare the same set)
+    _say(f"one trial per GPU: starting {len(devices)} workers")
+    procs: list[subprocess.Popen[bytes]] = []
+    for i, device in enumerate(devices):
+        env = {**os.environ, WORKER_ENV: str(i)}
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        procs.append(subprocess.Popen([sys.executable, "-m", "loft.runtime", "sweep", str(bundle.root)], env=env))
+
+    def forward(signum: int, frame: Any) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     runner.finish()
     return max(codes)
 
@@ -105,7 +142,11 @@ class Runner:
                 if record["trial"] not in known:
                     self.study.enqueue_trial({}, user_attrs={"loft_trial": record["trial"]})
             stale = [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            self._write_state({**self._state(), "resume": stale})
+            state = self._state()
+            last = state.get("launch")  # the previous launch's wall time counts towards the budget
+            elapsed = float(state.get("elapsed_s", 0.0)) + (last["seen"] - last["started"] if last else 0.0)
+            now = time.time()
+            self._write_state({"resume": stale, "elapsed_s": elapsed, "launch": {"started": now, "seen": now}})
         if stale:
             _say(f"resuming trial(s) left running by the previous launch: {stale}")
 
@@ -118,11 +159,18 @@ class Runner:
         tmp.write_text(json.dumps(state, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, self.folder / STATE)
 
-    def _add_elapsed(self, seconds: float) -> None:
+    def _spent(self, state: dict[str, Any]) -> float:
+        """Wall-clock seconds of sweep so far: earlier launches, and this one since it started."""
+        launch = state.get("launch")
+        return float(state.get("elapsed_s", 0.0)) + (time.time() - launch["started"] if launch else 0.0)
+
+    def _seen(self) -> None:
+        """Mark this launch alive now: a relaunch after a crash counts this launch's time up to here."""
         with locked(self.folder):
             state = self._state()
-            state["elapsed_s"] = float(state.get("elapsed_s", 0.0)) + seconds
-            self._write_state(state)
+            if state.get("launch"):
+                state["launch"]["seen"] = time.time()
+                self._write_state(state)
 
     # -- the loop -------------------------------------------------------------------------------------------
     def loop(self) -> int:
@@ -167,7 +215,7 @@ class Runner:
         with locked(self.folder):
             state = self._state()
             wall = self.sweep["budget"]["wall_time_s"]
-            if wall is not None and state.get("elapsed_s", 0.0) >= wall:
+            if wall is not None and self._spent(state) >= wall:
                 _say(f"wall time budget of {wall:g} s spent: no new trial is started")
                 return None
             trial: Any = None
@@ -206,24 +254,33 @@ class Runner:
         prepare(self.bundle)
 
     def _run_trial(self, record: dict[str, Any]) -> str:
-        from ..train.trainer import REPORT, train
-
         n = record["trial"]
         name = f"{self.bundle.plan['name']}-trial-{n}"
         tb = replace(self.bundle, plan=trial_plan(self.bundle.plan, record, name), trial=n)
         params = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(record["overrides"].items()))
         _say(f"trial {n}: {params}")
+        run = wandb_runs.start(self.bundle.plan, n, record["overrides"], name) if self.main else None
+        verdict: dict[str, Any] | None = None
+        try:
+            outcome, verdict = self._train_and_record(tb, record)
+        finally:
+            wandb_runs.finish(run, verdict)
+        return outcome
+
+    def _train_and_record(self, tb: Bundle, record: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """Train the trial; on rank 0 tell Optuna and record it. ("stopped" | "done", the trial's verdict)."""
+        from ..train.trainer import REPORT, train
+
+        n = record["trial"]
         t0 = time.monotonic()
         if prepare_view(tb.config) != prepare_view(self.bundle.config):
             self._prepare_trial(tb)
-        if (self.bundle.config.get("tracking") or {}).get("wandb"):
-            os.environ["WANDB_RUN_GROUP"] = f"{self.bundle.plan['name']}-sweep"
         callback = PruneCallback(self.current if self.main else None, self.sweep["metric"], self.sweep["pruner"],
                                  self.main)
         error: str | None = None
         try:
             train(tb, [callback], model_provider=self.shared.provide,
-                  final_eval=self.sweep["metric"] == "eval_loss")
+                  final_eval=self.sweep["metric"] == "eval_loss", clear_stop=False)
         except (RuntimeError, ValueError) as e:  # one trial's failure (out of memory, NaN) is its own
             if _world() > 1:
                 raise
@@ -231,16 +288,16 @@ class Runner:
             _say(f"trial {n} failed: {error}")
         finally:
             self.shared.after_trial()
-            _finish_wandb()
         report_path = tb.out / REPORT
-        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+        report = json.loads(report_path.read_text(encoding="utf-8")) if self.main and report_path.is_file() else {}
         seconds = time.monotonic() - t0
         if self.main:
-            self._add_elapsed(seconds)
-        if error is None and report.get("status") == "stopped":
-            return "stopped"
+            self._seen()
+        # rank 0 wrote the report: every rank learns from it whether the trial stopped (save-and-quit)
+        if broadcast(error is None and report.get("status") == "stopped" if self.main else None):
+            return "stopped", None
         if not self.main:
-            return "done"
+            return "done", None
         import optuna
 
         value = None if error else metric_value(tb.out, self.sweep["metric"])
@@ -258,14 +315,18 @@ class Runner:
         else:
             state = "complete"
             self.study.tell(self.current, value)
-        results.append(self.folder, {
-            "trial": n, "state": state, "params": record["overrides"], "metric": self.sweep["metric"],
-            "value": value, "steps": report.get("global_step"), "time_s": round(seconds, 3),
-            "pruned": callback.pruned, "error": error, "optuna_trial": self.current.number,
-            "out_dir": tb.config["output_dir"], "config": tb.config, "base_loads": self.shared.loads})
-        results.write_all(self.folder, self.sweep, self.bundle.plan, self.bundle.root)
+        with locked(self.folder):  # per_gpu workers finish trials concurrently
+            results.append(self.folder, {
+                "trial": n, "state": state, "params": record["overrides"], "metric": self.sweep["metric"],
+                "value": value, "steps": report.get("global_step"), "time_s": round(seconds, 3),
+                "pruned": callback.pruned, "error": error, "optuna_trial": self.current.number,
+                "out_dir": tb.config["output_dir"], "config": tb.config, "base_loads": self.shared.loads,
+                "world_size": _world()})
+            results.write_all(self.folder, self.sweep, self.bundle.plan, self.bundle.root)
         _say(f"trial {n}: {state}, {self.sweep['metric']} {value if value is not None else '—'}")
-        return "done"
+        reason = callback.pruned["reason"] if callback.pruned else error
+        return "done", {"state": state, "metric": self.sweep["metric"], "value": value, "reason": reason,
+                        "steps": report.get("global_step")}
 
     def _prepare_trial(self, tb: Bundle) -> None:
         """A trial whose data or sequence keys differ: its own prepared/, built from the shared cache."""
@@ -302,9 +363,3 @@ def _barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
-
-def _finish_wandb() -> None:
-    """Each trial is its own W&B run in the sweep's group."""
-    mod = sys.modules.get("wandb")
-    if mod is not None and getattr(mod, "run", None) is not None:
-        mod.finish()

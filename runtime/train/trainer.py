@@ -338,10 +338,11 @@ def _leave_process_group() -> None:
 
 
 def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelProvider | None = None,
-          final_eval: bool = False, allow_device_mismatch: bool = False) -> int:
+          final_eval: bool = False, allow_device_mismatch: bool = False, clear_stop: bool = True) -> int:
     """One training run. `model_provider` gives the model (a sweep passes its shared base; default: load it);
     `final_eval` evaluates the final model when the last evaluation was at an earlier step (a sweep ranks
-    trials by the final eval loss)."""
+    trials by the final eval loss); `clear_stop=False` keeps a STOP file (a sweep clears it once per launch,
+    so a STOP touched while one trial starts still stops the sweep's other workers)."""
     from ..device import check as check_device
 
     on_gpu = check_device(bundle.plan, allow=allow_device_mismatch)  # before anything is loaded
@@ -390,7 +391,8 @@ def train(bundle: Bundle, callbacks: Sequence[Any] = (), model_provider: ModelPr
         resume_step = int(json.loads((resume / "trainer_state.json").read_text())["global_step"])
     if _rank() == 0:
         checkpoint.clean_staging(ckpts)
-        clear_sentinel(sentinel)
+        if clear_stop:
+            clear_sentinel(sentinel)
 
     stop = StopRequest(sentinel)
     stop_cb = StopCallback(stop)
