@@ -273,3 +273,21 @@ def test_an_empty_eval_split_reads_as_no_eval_data(tiny_model_dir, tmp_path):
     Dataset.from_dict({"input_ids": [], "labels": []}).save_to_disk(str(run / "out" / "prepared" / "eval"))
     train, ev = load_prepared(load(run))
     assert len(train) > 0 and ev is None
+
+
+@pytest.mark.slow
+def test_sweep_under_torchrun_trains_each_trial_data_parallel(tiny_model_dir, tmp_path):
+    """Two gloo processes: rank 0 drives the study and broadcasts each trial; every trial trains on both ranks
+    (world size 2, global batch 2) and results.jsonl is written once, by rank 0."""
+    extra = {**SOURCE, "launch.launcher": "torchrun", "derived.world_size": 2}
+    run = make_bundle(tmp_path, tiny_model_dir, SMALL, n_train=6, n_eval=0, plan_extra=extra,
+                      trials=[{"adapter.r": 2, "training.learning_rate": 1e-2}, {"adapter.r": 4}])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
+           "-m", "loft.runtime", "sweep", str(run)]
+    r = subprocess.run(cmd, env=runtime_env(), capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    records = read_jsonl(run / "out" / "sweep" / "results.jsonl")
+    assert [x["trial"] for x in records] == [0, 1] and all(x["world_size"] == 2 for x in records)
+    for x in records:
+        report = json.loads((run / x["out_dir"] / "train_report.json").read_text())
+        assert (report["world_size"], report["global_batch_size"], report["global_step"]) == (2, 2, 2)
