@@ -65,8 +65,8 @@ def wandb_config(sweep: dict[str, Any], name: str) -> dict[str, Any]:
     from loft.runtime.sweep.space import grid_values
 
     params: dict[str, Any] = {}
-    for name, e in sweep["space"].items():
-        key = re.sub(r"\[(\d+)\]", r".\1", name)
+    for path, e in sweep["space"].items():
+        key = re.sub(r"\[(\d+)\]", r".\1", path)
         if e["type"] == "categorical" or (sweep["method"] == "grid" and e.get("step") is not None):
             params[key] = {"values": grid_values(e)}
         elif e["type"] == "int":

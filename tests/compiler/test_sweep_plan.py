@@ -160,6 +160,7 @@ def test_wandb_export_is_the_same_search(tmp_path: Path) -> None:
 """))
     w = wandb_config(plan["sweep"], "t")
     assert w["method"] == "random" and w["run_cap"] == 6
+    assert w["name"] == "t-sweep"  # the W&B group the trials' runs log into (runtime/sweep/wandb_runs.py)
     assert w["metric"] == {"name": "train/loss", "goal": "minimize"}
     assert w["parameters"]["training.learning_rate"] == {"distribution": "log_uniform_values", "min": 1e-5,
                                                          "max": 1e-3}
