@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -88,7 +87,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def _json_errors(diags: Sequence[Diagnostic]) -> None:
-    print(json.dumps({"ok": False, "errors": [d.as_json() for d in diags]}, sort_keys=True, ensure_ascii=False))
+    from loft.runtime.jsonout import print_errors
+
+    print_errors([d.as_json() for d in diags])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

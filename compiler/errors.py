@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "note"]  # note: informational (a skipped preview)
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,11 @@ class Diagnostic:
         return out
 
     def as_json(self) -> dict[str, object]:
-        return {
-            "code": self.code,
-            "col": self.col,
-            "expected": self.expected,
-            "file": self.file,
-            "hint": self.hint,
-            "key": self.key,
-            "line": self.line,
-            "message": self.message,
-            "severity": self.severity,
-        }
+        """The one error shape of every `--json` (loft.runtime.jsonout)."""
+        from loft.runtime.jsonout import error_object
+
+        return error_object(self.message, self.code, col=self.col, expected=self.expected, file=self.file,
+                            hint=self.hint, key=self.key, line=self.line, severity=self.severity)
 
 
 @dataclass

@@ -54,7 +54,9 @@ def _stage_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="loft", description="Run one stage of a loft bundle (built by `loftc build`).")
+    from .jsonout import Parser
+
+    ap = Parser(prog="loft", description="Run one stage of a loft bundle (built by `loftc build`).")
     ap.add_argument("--version", action="version", version=f"loft {_version()}")
     sub = ap.add_subparsers(dest="stage", metavar="STAGE")
     for name in STAGES:
@@ -102,18 +104,35 @@ def _emit(args: argparse.Namespace, bundle: Any, result: object) -> None:
     """--json: the stage's report on stdout (the returned dict, else its report file)."""
     import json
 
+    from .jsonout import print_ok
+
     if not isinstance(result, dict):
         rel = REPORTS.get(args.stage)
         path = bundle.out / rel if rel else None
         result = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
-    print(json.dumps({"stage": args.stage, "ok": True, "report": result}, sort_keys=True, default=str))
+    print_ok({"report": result}, stage=args.stage)
 
 
-def _error(args: argparse.Namespace, code: str, message: str) -> None:
-    if getattr(args, "json", False):
-        import json
+def _error(args: argparse.Namespace, code: str, message: str, exc: BaseException | None = None) -> None:
+    """--json: the error as loft's one structured shape; a plan that fails its schema gives one error per
+    problem, each naming the key path."""
+    if not getattr(args, "json", False):
+        return
+    import re
 
-        print(json.dumps({"stage": args.stage, "ok": False, "error": {"code": code, "message": message}}))
+    from .jsonout import error_object, print_errors
+    from .plan import PlanError
+
+    errors = []
+    if isinstance(exc, PlanError) and exc.problems:
+        for where, what in exc.problems:
+            missing = re.fullmatch(r"'([^']+)' is a required property", what)
+            key = f"{'' if where == '(top level)' else where + '.'}{missing.group(1)}" if missing else where
+            errors.append(error_object(what, "plan-schema", file=exc.file, key=key))
+    else:
+        file = getattr(exc, "file", None) or getattr(exc, "filename", None)
+        errors.append(error_object(message, code, file=str(file) if file else None))
+    print_errors(errors, stage=args.stage)
 
 
 def _stage(name: str) -> Callable[..., int]:
@@ -146,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TOOLS:
         return int(_tool(argv[0])(argv[1:]) or 0)
+    from .jsonout import parse
+
     ap = _parser()
-    args = ap.parse_args(argv)
+    parsed = parse(ap, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
     if not args.stage:
         ap.print_help()
         return 2
@@ -160,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.trial is not None:
             bundle = with_trial(bundle, args.trial)
     except PlanError as e:
-        _error(args, "plan", str(e))
+        _error(args, "plan", str(e), e)
         print(f"loft: error: {e}", file=sys.stderr)
         return 1
     from .train.model import StageError
@@ -186,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or os.environ.get("LOFT_DEBUG"):
             raise
         what = f"the plan lacks {e}" if isinstance(e, KeyError) else str(e)
-        _error(args, type(e).__name__, what)
+        _error(args, type(e).__name__, what, e)
         print(f"loft {args.stage}: error: {what}  (--debug shows the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -69,15 +69,20 @@ def key_path(path: Any) -> str:
 
 def plan_errors(plan: Any) -> list[str]:
     """Every schema violation of a plan, one line each: `key.path: what is wrong`; [] when valid."""
+    return [f"{key}: {message}" for key, message in plan_problems(plan)]
+
+
+def plan_problems(plan: Any) -> list[tuple[str, str]]:
+    """Every schema violation of a plan as (key path, what is wrong), sorted by key path; [] when valid."""
     errors = sorted(_validator().iter_errors(plan), key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    lines = []
+    out = []
     for e in errors:
         where = key_path(e.absolute_path)
         if e.validator == "required" or e.validator == "additionalProperties":
-            lines.append(f"{where}: {e.message}")
+            out.append((where, e.message))
         else:
-            lines.append(f"{where}: {_short(e.message)}")
-    return lines
+            out.append((where, _short(e.message)))
+    return out
 
 
 def _short(message: str, limit: int = 160) -> str:

@@ -7,7 +7,7 @@ tokenization preview (`preview`, imported lazily by the compiler). It runs the v
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import html
 import json
 import sys
@@ -162,7 +162,9 @@ def preview(tokenizer: Any, template_text: str, samples: list[tuple[dict[str, An
 
 def main_debug_tokens(argv: list[str] | None = None) -> int:
     """`loft debug-tokens RUN_DIR [--n 3] [--dataset NAME] [--html out.html] [--no-color]`."""
-    ap = argparse.ArgumentParser(prog="loft debug-tokens",
+    from .jsonout import Parser, fail, parse, print_ok
+
+    ap = Parser(prog="loft debug-tokens",
                                  description="Show samples as prepare sees them: raw → preprocessed → templated → "
                                              "tokens, trained tokens highlighted.")
     ap.add_argument("run_dir", type=Path)
@@ -170,10 +172,13 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", help="only this dataset (by name)")
     ap.add_argument("--html", type=Path, help="also write an HTML page here")
     ap.add_argument("--no-color", action="store_true", help="plain text; trained tokens in [[ ]]")
-    try:
-        args = ap.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) and 2
+    ap.add_argument("--json", action="store_true", help="the samples (templated text, tokens, trained flags) as "
+                    "one JSON object")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsed = parse(ap, argv)
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
     from loft.runtime.plan import PlanError, load
     from loft.runtime.prepare.errors import PrepareError
     from loft.runtime.prepare.load import LINE, load_options, load_raw, row_dicts
@@ -186,8 +191,8 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
             srcs = [s for s in srcs if s.spec.name == args.dataset]
             if not srcs:
                 names = [s.spec.name for s in sources(bundle)]
-                print(f"error: no dataset {args.dataset!r} in this plan (has {names})", file=sys.stderr)
-                return 1
+                return fail("loft debug-tokens", f"no dataset {args.dataset!r} in this plan (has {names})",
+                            "unknown-dataset", args.json, key="--dataset")
         tok = load_tokenizer(bundle)
         tmpl = bundle.plan.get("template", {})
         template_text = (bundle.root / tmpl.get("file", "chat_template.jinja")).read_text(encoding="utf-8")
@@ -203,8 +208,11 @@ def main_debug_tokens(argv: list[str] | None = None) -> int:
                              ids=[f"{s.spec.name}:{i} (line {line})" for i, line in enumerate(batch.get(LINE, []))],
                              date_string=tmpl.get("date_string"))
     except (PlanError, PrepareError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return fail("loft debug-tokens", str(e), type(e).__name__, args.json,
+                    file=getattr(e, "file", "") or str(args.run_dir))
+    if args.json:
+        print_ok({"samples": [dataclasses.asdict(v) for v in views]})
+        return 0
     from .progress import color_enabled
 
     print(render_terminal(views, color=not args.no_color and color_enabled(sys.stdout)))  # NO_COLOR honoured

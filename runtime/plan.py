@@ -11,7 +11,13 @@ from typing import Any
 
 
 class PlanError(Exception):
-    """The bundle is unusable (missing or malformed plan.lock)."""
+    """The bundle is unusable (missing or malformed plan.lock). `problems` holds one (key path, message) per
+    schema violation, for `--json`'s structured errors."""
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None, file: str = "") -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        self.file = file
 
 
 @dataclass(frozen=True)
@@ -81,13 +87,15 @@ def trial_plan(plan: dict[str, Any], record: dict[str, Any], name: str) -> dict[
 
 def check(plan: dict[str, Any], where: Path | str = "plan.lock") -> None:
     """Stop unless the plan matches plan.schema.json (every key the runtime reads present and typed)."""
-    from .contract import plan_errors
+    from .contract import plan_problems
 
-    errors = plan_errors(plan)
-    if errors:
+    problems = plan_problems(plan)
+    if problems:
+        errors = [f"{key}: {message}" for key, message in problems]
         shown = "\n  ".join(errors[:8]) + (f"\n  … {len(errors) - 8} more" if len(errors) > 8 else "")
         raise PlanError(f"{where}: does not match plan.schema.json ({len(errors)} problem"
-                        f"{'s' if len(errors) > 1 else ''}); rebuild the bundle with `loftc build`:\n  {shown}")
+                        f"{'s' if len(errors) > 1 else ''}); rebuild the bundle with `loftc build`:\n  {shown}",
+                        problems, file=str(where))
 
 
 def with_trial(bundle: Bundle, trial: int) -> Bundle:

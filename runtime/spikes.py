@@ -10,10 +10,7 @@ metrics.jsonl + batches.jsonl with the same rule (`--factor`, `--window` change 
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -76,7 +73,9 @@ def blocklist(spikes: list[dict[str, Any]]) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="loft spikes", description="list a run's loss/grad-norm spikes and the samples "
+    from .jsonout import Parser, fail, parse, print_ok
+
+    ap = Parser(prog="loft spikes", description="list a run's loss/grad-norm spikes and the samples "
                                  "behind them; --blocklist prints their ids for data.blocklist")
     ap.add_argument("run", metavar="RUN", help="bundle directory (plan.lock) or a run's output directory")
     ap.add_argument("--trial", type=int, default=None, metavar="N", help="a sweep trial's run")
@@ -85,22 +84,28 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--factor", type=float, default=None, help="re-detect from metrics.jsonl with this k")
     ap.add_argument("--window", type=int, default=None, help="re-detect with this rolling-median window")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    args = ap.parse_args(list(argv))
+    parsed = parse(ap, list(argv))
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
     run = Path(args.run)
     if not run.is_dir():
-        print(f"loft spikes: error: {run}: no such directory", file=sys.stderr)
-        return 1
-    out, tracking = _out_dir(run, args.trial)
+        return fail("loft spikes", f"{run}: no such directory", "not-found", args.json, file=str(run))
+    from .plan import PlanError
+
+    try:
+        out, tracking = _out_dir(run, args.trial)
+    except PlanError as e:
+        return fail("loft spikes", str(e), "plan", args.json, file=str(run / "plan.lock"))
     if not (out / "metrics.jsonl").is_file():
-        print(f"loft spikes: error: {out / 'metrics.jsonl'}: no training records yet (run `loft train {run}`)",
-              file=sys.stderr)
-        return 1
+        return fail("loft spikes", f"{out / 'metrics.jsonl'}: no training records yet (run `loft train {run}`)",
+                    "no-metrics", args.json, file=str(out / "metrics.jsonl"))
     spikes = collect(out, tracking, args.factor, args.window)
     if args.step:
         spikes = [s for s in spikes if int(s["step"]) in set(args.step)]
     ids = blocklist(spikes)
     if args.json:
-        print(json.dumps({"run": str(out), "spikes": spikes, "blocklist": ids}, ensure_ascii=False, sort_keys=True))
+        print_ok({"run": str(out), "spikes": spikes, "blocklist": ids})
     elif args.blocklist:
         print(f"# loft spikes {run}: {len(ids)} samples behind {len(spikes)} spikes (steps "
               f"{', '.join(str(s['step']) for s in spikes) or 'none'})")

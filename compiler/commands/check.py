@@ -20,7 +20,6 @@ import argparse
 import copy
 import dataclasses
 import importlib
-import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -29,16 +28,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from loft.runtime.jsonout import dumps
+
+from ..errors import ConfigError, Diagnostic, Severity
 
 HUB_TIMEOUT_S = 4.0  # the one request that asks the hub for a tokenizer not in the local cache
 
 
 @dataclass
 class Findings:
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    """What check found: diagnostics (the same objects `loftc build` reports, so `--json` gives the one error
+    shape) and the report's sections."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
     sections: list[tuple[str, str]] = field(default_factory=list)  # (title, body)
+
+    def add(self, message: str, code: str, key: str = "", severity: Severity = "error") -> None:
+        self.diagnostics.append(Diagnostic(message, key=key, code=code, severity=severity))
+
+    @property
+    def errors(self) -> list[str]:
+        return [d.render() for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [d.render() for d in self.diagnostics if d.severity != "error"]
 
     def section(self, title: str, body: str) -> None:
         self.sections.append((title, body))
@@ -67,9 +81,10 @@ def run(args: argparse.Namespace) -> int:
     found = check(args.config, dialect=args.dialect, preview=not args.no_preview, samples=max(1, args.samples),
                   require_preview=args.require_preview)
     if args.format == "json":
-        print(json.dumps({"ok": not found.errors, "errors": found.errors, "warnings": found.warnings,
-                          "sections": {t: b for t, b in found.sections}}, indent=2, sort_keys=True,
-                         ensure_ascii=False))
+        errors = [d.as_json() for d in found.diagnostics if d.severity == "error"]
+        warnings = [d.as_json() for d in found.diagnostics if d.severity != "error"]
+        print(dumps({"ok": not errors, "errors": errors, "warnings": warnings,
+                     "sections": {t: b for t, b in found.sections}}))
     else:
         for title, body in found.sections:
             print(f"== {title}")
@@ -94,12 +109,11 @@ def check(path: Path, dialect: str | None = None, preview: bool = True, samples:
     try:
         resolved = make_plan(path, dialect=dialect)
     except ConfigError as e:
-        found.errors += [d.render() for d in e.diagnostics if d.severity == "error"]
-        found.warnings += [d.render() for d in e.diagnostics if d.severity != "error"]
+        found.diagnostics += e.diagnostics
         if not any(d.key == "template" for d in e.diagnostics):
-            found.errors += _template_problems(path, dialect)
+            found.diagnostics += _template_problems(path, dialect)
         return found  # nothing below can run without a valid plan
-    found.warnings += [d.render() for d in resolved.warnings]
+    found.diagnostics += resolved.warnings
     the_plan = resolved.plan
     root = Path(path).resolve().parent
     _check_paths(the_plan, root, resolved.attachments, found)
@@ -114,7 +128,7 @@ def check(path: Path, dialect: str | None = None, preview: bool = True, samples:
     return found
 
 
-def _template_problems(path: Path, dialect: str | None) -> list[str]:
+def _template_problems(path: Path, dialect: str | None) -> list[Diagnostic]:
     """The compiler stops before choosing the template when the model or data have errors; a named template
     or template file can still be checked on its own, so that one run lists every problem."""
     from ..pipeline import load
@@ -132,7 +146,7 @@ def _template_problems(path: Path, dialect: str | None) -> list[str]:
                         allow_fallback=bool(config.get("template_mask_fallback")))
     except ConfigError as e:
         line, col = doc.pos(("template",)) if name == "loft" else (0, 0)
-        return [dataclasses.replace(d, file=str(path), line=line, col=col).render() for d in e.diagnostics]
+        return [dataclasses.replace(d, file=str(path), line=line, col=col) for d in e.diagnostics]
     return []
 
 
@@ -146,12 +160,12 @@ def _check_paths(the_plan: dict[str, Any], root: Path, attachments: dict[str, by
     if model.get("path") and not _attached(model["path"], attachments):
         mdir = (root / model["path"]).resolve()
         if not mdir.is_dir():
-            found.errors.append(f"path: model.base: {mdir} does not exist")
+            found.add(f"{mdir} does not exist", "path", key="model.base")
     for i, ds in enumerate((the_plan.get("data") or {}).get("datasets", [])):
         if ds.get("source") == "local" and not _attached(ds["path"], attachments):
             p = (root / ds["path"]).resolve()
             if not p.exists():
-                found.errors.append(f"path: data.datasets[{i}].path: {p} does not exist")
+                found.add(f"{p} does not exist", "path", key=f"data.datasets[{i}].path")
 
 
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".ckpt")
@@ -202,7 +216,8 @@ def _template_why(the_plan: dict[str, Any], root: Path, found: Findings) -> str:
                                  config_dir=root, allow_fallback=bool(cfg.get("template_mask_fallback")))
     except ConfigError:
         return ""  # the compiler accepted it with the full model directory; nothing more to say here
-    found.warnings += [f"warning: template: {w}" for w in choice.warnings]
+    for w in choice.warnings:
+        found.add(w, "template", key="template", severity="warning")
     return f"\nwhy: {choice.reason}" if choice.reason else ""
 
 
@@ -337,9 +352,10 @@ def _load_tokenizer(bundle: Any, the_plan: dict[str, Any], root: Path, found: Fi
     why, config_fault = problem
     line = f"tokenization preview skipped: tokenizer {repo_id}: {why}"
     if config_fault or require_preview:
-        found.errors.append(f"tokenizer: {why}" if config_fault else f"preview: {line}")
+        found.add(why if config_fault else line, "tokenizer" if config_fault else "preview",
+                  key="model.tokenizer" if config_fault else "preview")
     else:
-        found.warnings.append(f"note: {line}")
+        found.add(line, "preview-skipped", severity="note")
     found.section("tokenization preview", f"(skipped: {why})")
     return None
 
@@ -355,7 +371,8 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
         from loft.runtime.prepare.load import load_options, load_raw, row_dicts
         from loft.runtime.prepare.stage import sources
     except ImportError as e:  # a compiler-only install: say so, it is not a config problem
-        found.warnings.append(f"note: tokenization preview skipped ({e}); install loft[runtime] for it")
+        found.add(f"tokenization preview skipped ({e}); install loft[runtime] for it", "preview-skipped",
+                  severity="note")
         return
     bundle = Bundle(root=root, plan=the_plan)
     try:
@@ -364,14 +381,15 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
             return
         srcs = sources(bundle)
     except (PrepareError, OSError, ValueError) as e:
-        found.errors.append(f"tokenizer/data: {e}")
+        found.add(str(e), "tokenizer/data")
         return
     tpl = the_plan.get("template") or {}
     eot = tpl.get("end_of_turn")
     if eot and len(tok.encode(eot, add_special_tokens=False)) != 1:
-        found.errors.append(f"template: the end-of-turn token {eot!r} is not a single token of this tokenizer "
-                            f"(it encodes to {len(tok.encode(eot, add_special_tokens=False))} tokens): the loss "
-                            "mask cannot end on it; add it as a special token or pick another template")
+        found.add(f"the end-of-turn token {eot!r} is not a single token of this tokenizer "
+                  f"(it encodes to {len(tok.encode(eot, add_special_tokens=False))} tokens): the loss "
+                  "mask cannot end on it; add it as a special token or pick another template", "template",
+                  key="template.end_of_turn")
     seq = (the_plan.get("config") or {}).get("sequence", {})
     body: list[str] = []
     for src in srcs:
@@ -388,29 +406,30 @@ def _preview(the_plan: dict[str, Any], root: Path, template_text: str, samples: 
                     raw = load_raw(*args, **options)
         except (PrepareError, OSError, ValueError) as e:
             if offline_why is None:
-                found.errors.append(f"data: {name}: {e}")
+                found.add(str(e), "data", key=f"data.datasets.{name}")
             else:
                 line = (f"tokenization preview skipped: dataset {src.plan['path']}: it is not in the local cache "
                         f"and {offline_why}")
-                (found.errors if require_preview else found.warnings).append(
-                    f"preview: {line}" if require_preview else f"note: {line}")
+                found.add(line, "preview" if require_preview else "preview-skipped",
+                          key="preview" if require_preview else "", severity="error" if require_preview else "note")
             continue
         rows = row_dicts(raw[: min(len(raw), samples)]) if len(raw) else []
         if not rows:
-            found.errors.append(f"data: {name}: the dataset is empty")
+            found.add("the dataset is empty", "data", key=f"data.datasets.{name}")
             continue
         try:
             views = explain(rows, tok, template_text, {**src.entry, "name": name}, str(tpl.get("mask") or "generation"),
                             eot, bool(seq.get("train_on_incomplete_assistant", False)),
                             ids=[f"{name}: row {i}" for i in range(len(rows))])
         except Exception as e:  # the template raised on a sample (e.g. roles that do not alternate)
-            found.errors.append(f"data: {name}: {type(e).__name__}: {e}")
+            found.add(f"{type(e).__name__}: {e}", "data", key=f"data.datasets.{name}")
             continue
         for v in views:
             if v.error:
-                found.errors.append(f"data: {v.sample_id}: {v.error}")
+                found.add(f"{v.sample_id}: {v.error}", "data", key=f"data.datasets.{name}")
             elif v.trained_count == 0:
-                found.errors.append(f"data: {v.sample_id}: no token is trained (empty loss mask)")
+                found.add(f"{v.sample_id}: no token is trained (empty loss mask)", "data",
+                          key=f"data.datasets.{name}")
         body.append(render_terminal(views, color=False, show_raw=False))
     found.section("tokenization preview", "\n\n".join(body) if body else "(nothing to show)")
 

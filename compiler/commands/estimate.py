@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     est = estimate_plan(resolved.plan, gpu=gpu, num_gpus=args.num_gpus, provider=provider,
                         micro_batch=args.micro_batch)
     if args.json:
-        print(json.dumps(est, indent=2, sort_keys=True, ensure_ascii=False))
+        print(json.dumps({**est, "ok": True}, indent=2, sort_keys=True, ensure_ascii=False))
     else:
         model = resolved.plan.get("model") or {}
         name = model.get("id") or model.get("path") or "model"

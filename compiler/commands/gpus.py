@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     gpus, providers = catalog.gpus(), catalog.providers()
     if args.json:
-        print(json.dumps({"gpus": gpus, "providers": providers} if not args.providers else providers,
+        print(json.dumps({"ok": True, "providers": providers, **({} if args.providers else {"gpus": gpus})},
                          indent=2, sort_keys=True, ensure_ascii=False))
         return 0
     if args.providers:

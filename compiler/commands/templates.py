@@ -99,7 +99,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     fams = families()
     if args.format == "json":
-        print(json.dumps(fams, indent=2, sort_keys=True, ensure_ascii=False))
+        print(json.dumps({"ok": True, "families": fams}, indent=2, sort_keys=True, ensure_ascii=False))
         return 0
     rows = [("family", "end of turn", "system", "date", "aliases")]
     for name in sorted(fams):

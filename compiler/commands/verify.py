@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     diags = verify(args.run_dir, args.config)
     errors = [d for d in diags if d.severity == "error"]
     if args.format == "json":
-        print(json.dumps({"ok": not errors, "diagnostics": [d.as_json() for d in diags]}, indent=2, sort_keys=True))
+        print(json.dumps({"ok": not errors, "errors": [d.as_json() for d in errors],
+                          "warnings": [d.as_json() for d in diags if d.severity != "error"]}, indent=2, sort_keys=True))
     else:
         for d in diags:
             print(d.render(), file=sys.stderr)

@@ -12,7 +12,6 @@ imports the compiler.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -153,41 +152,62 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class BuildFailed(Exception):
+    """`loftc build` refused the config: its human diagnostics, and the structured ones of its --json."""
+
+    def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
 def _bundle_for(target: Path, tmp: Path) -> Path:
     """A bundle directory for `target`: itself, or a config compiled by `loftc build` into `tmp`."""
     if target.is_dir():
         return target
-    proc = subprocess.run([sys.executable, "-m", "loft.compiler", "build", str(target), "-o", str(tmp / "run")],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-m", "loft.compiler", "build", str(target), "-o", str(tmp / "run"),
+                           "--json"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(proc.stderr.strip() or f"loftc build {target} failed ({proc.returncode})")
+        try:
+            errors = list(json.loads(proc.stdout.strip().splitlines()[-1])["errors"])
+        except (ValueError, IndexError, KeyError, TypeError):
+            errors = []
+        raise BuildFailed(proc.stderr.strip() or f"loftc build {target} failed ({proc.returncode})", errors)
     return tmp / "run"
 
 
 def main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="loft analyze", description="duplicates, languages, lengths and shape of the "
+    from ..jsonout import Parser, error_object, fail, parse, print_errors, print_ok
+
+    ap = Parser(prog="loft analyze", description="duplicates, languages, lengths and shape of the "
                                  "plan's datasets, before preparing them")
     ap.add_argument("target", metavar="CONFIG_OR_RUN", help="a bundle directory, or a config file (compiled first)")
     ap.add_argument("--output", type=Path, default=None, help="where to write analysis.{md,json} (default "
                     "<out>/analysis; for a config: ./analysis)")
     ap.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    args = ap.parse_args(list(argv))
-    from ..plan import load
+    parsed = parse(ap, list(argv))
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
+    from ..plan import PlanError, load
 
     target = Path(args.target)
     if not target.exists():
-        print(f"loft analyze: error: {target}: no such file or directory", file=sys.stderr)
-        return 1
+        return fail("loft analyze", f"{target}: no such file or directory", "not-found", args.json, file=str(target))
     with tempfile.TemporaryDirectory(prefix="loft-analyze-") as tmp:
         try:
             root = _bundle_for(target, Path(tmp))
-        except SystemExit as e:
-            print(str(e), file=sys.stderr)
+            bundle = load(root)
+        except BuildFailed as e:  # the config did not compile: loftc's own diagnostics, as they are
+            print(e, file=sys.stderr)
+            if args.json:
+                print_errors(e.errors or [error_object(str(e), "config", file=str(target))])
             return 1
+        except PlanError as e:
+            return fail("loft analyze", str(e), "plan", args.json, file=str(target))
         output = args.output or (None if target.is_dir() else Path("analysis"))
-        result = run(load(root), output.resolve() if output else None)
+        result = run(bundle, output.resolve() if output else None)
     if args.json:
-        print(json.dumps(result, sort_keys=True, ensure_ascii=False))
+        print_ok(result)
         return 0
     for w in result["warnings"]:
         print(f"warning: {w}")

@@ -17,7 +17,6 @@ persona injection. Other keys of a row are kept. `augment_report.json` beside th
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -166,13 +165,18 @@ def run(cfg: dict[str, Any], src: Path, dst: Path, base: Path) -> dict[str, Any]
 
 
 def main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="loft augment", description="system prompts, personas, reply splitting and LLM "
+    from ..jsonout import Parser, fail, parse, print_ok
+
+    ap = Parser(prog="loft augment", description="system prompts, personas, reply splitting and LLM "
                                  "style transfer over messages jsonl files")
     ap.add_argument("--config", type=Path, required=True, help="augment.yaml")
     ap.add_argument("--input", type=Path, required=True, help="a .jsonl file or a directory of them")
     ap.add_argument("--output", type=Path, required=True, help="output directory (same file names)")
     ap.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    args = ap.parse_args(list(argv))
+    parsed = parse(ap, list(argv))
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
     try:
         if not args.input.exists():
             raise AugmentError(f"{args.input}: no such file or directory")
@@ -181,12 +185,9 @@ def main(argv: Sequence[str]) -> int:
         cfg = load_config(args.config)
         report = run(cfg, args.input, args.output, args.config.resolve().parent)
     except AugmentError as e:
-        if args.json:
-            print(json.dumps({"error": {"code": "augment", "message": str(e)}}))
-        print(f"loft augment: error: {e}", file=sys.stderr)
-        return 1
+        return fail("loft augment", str(e), "augment", args.json)
     if args.json:
-        print(json.dumps(report, sort_keys=True))
+        print_ok(report)
     else:
         c = report["counts"]
         print(f"augmented {c['rows']} rows in {c['files']} files → {args.output}: {c['rewritten']} replies rewritten, "

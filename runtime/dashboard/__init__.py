@@ -3,8 +3,6 @@ in the plan starts the server beside training). See server.py (browser page) and
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,21 +32,32 @@ def start_beside_training(bundle: Bundle, say: Callable[[str], None]) -> Any:
 
 
 def main(argv: Sequence[str]) -> int:
+    from ..jsonout import Parser, fail, parse, print_ok
     from ..progress import color_enabled
 
-    ap = argparse.ArgumentParser(prog="loft dashboard", description="live view of one or more runs' metrics.jsonl "
+    ap = Parser(prog="loft dashboard", description="live view of one or more runs' metrics.jsonl "
                                  "(bundles, their sweep trials, or output directories), on 127.0.0.1")
     ap.add_argument("runs", nargs="+", metavar="RUN", help="bundle directory (plan.lock) or output directory")
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any)")
     ap.add_argument("--tui", action="store_true", help="terminal view instead of the web page")
     ap.add_argument("--interval", type=float, default=2.0, help="terminal view refresh, seconds")
     ap.add_argument("--once", action="store_true", help="terminal view: print one frame and exit")
-    args = ap.parse_args(list(argv))
+    ap.add_argument("--json", action="store_true", help="print the runs' current state (what the page shows: "
+                    "latest metrics, ETA, measured vs estimated peak memory) as one JSON object and exit")
+    parsed = parse(ap, list(argv))
+    if isinstance(parsed, int):
+        return parsed
+    args = parsed
     dirs = [Path(r) for r in args.runs]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
-        print(f"loft dashboard: error: no such directory: {', '.join(missing)}", file=sys.stderr)
-        return 1
+        return fail("loft dashboard", f"no such directory: {', '.join(missing)}", "not-found", args.json,
+                    file=missing[0])
+    if args.json:
+        from .runs import snapshot
+
+        print_ok({"runs": snapshot(dirs)})
+        return 0
     if args.tui or args.once:
         from .tui import run_tui
 
@@ -58,9 +67,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         server = make_server(dirs, args.port)
     except OSError as e:
-        print(f"loft dashboard: error: cannot listen on 127.0.0.1:{args.port}: {e.strerror or e} "
-              "(try --port N)", file=sys.stderr)
-        return 1
+        return fail("loft dashboard", f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e} (try --port N)",
+                    "port", False)
     port = server.server_address[1]
     print(f"loft dashboard: http://127.0.0.1:{port}/  (Ctrl-C stops; from a laptop: "
           f"ssh -L {port}:127.0.0.1:{port} THIS_BOX)", flush=True)

@@ -99,3 +99,14 @@ def eta_s(records: list[dict[str, Any]]) -> float | None:
     if total <= 0 or step <= 0 or elapsed <= 0:
         return None
     return max(0.0, (total - step) * elapsed / step)
+
+
+def snapshot(dirs: list[Path]) -> list[dict[str, Any]]:
+    """Each run's state now, as `loft dashboard --json` prints it: the page's summary plus the newest record
+    and the ETA (what a script polling a run needs, without a browser)."""
+    out = []
+    for run in discover(dirs):
+        records, _, _ = read_from(run.out / METRICS, 0)
+        out.append({**run.summary(), "out": str(run.out), "records": len(records),
+                    "latest": records[-1] if records else None, "eta_s": eta_s(records)})
+    return out

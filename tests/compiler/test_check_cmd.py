@@ -167,7 +167,7 @@ def test_uncached_hub_tokenizer_offline_is_a_note(tmp_path: Path) -> None:
     assert "Retrying" not in proc.stderr and secs < 60
     proc, _ = run_check(cfg, cache, "--require-preview", HF_HUB_OFFLINE="1")
     assert proc.returncode == 1
-    assert any(line.startswith("preview: tokenization preview skipped") for line in proc.stderr.splitlines())
+    assert any(line.startswith("error: preview: tokenization preview skipped") for line in proc.stderr.splitlines())
     assert "1 problem(s)" in proc.stdout
 
 

@@ -146,4 +146,4 @@ def test_config_and_input_errors_are_clear(tmp_path, capsys):
     assert "x.jsonl:1: no 'messages'" in capsys.readouterr().err
     assert main(["augment", "--config", str(good), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "in"),
                  "--json"]) == 1
-    assert json.loads(capsys.readouterr().out.splitlines()[0])["error"]["code"] == "augment"
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["errors"][0]["code"] == "augment"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from loft.runtime.__main__ import main
+from loft.runtime.jsonout import ERROR_FIELDS
 
 from tests.runtime.bundle_factory import chat_rows, make_bundle, tiny_tokenizer, write_jsonl
 
@@ -20,5 +21,6 @@ def test_prepare_json_and_structured_errors(tmp_path, capsys):
     assert captured.err.strip()  # the human summary is still shown, on stderr
     assert main(["train", str(tmp_path / "nope"), "--json"]) == 1
     err = json.loads(capsys.readouterr().out)
-    assert err == {"stage": "train", "ok": False, "error": {"code": "plan", "message": err["error"]["message"]}}
-    assert "plan.lock" in err["error"]["message"]
+    assert err["stage"] == "train" and err["ok"] is False and len(err["errors"]) == 1
+    (e,) = err["errors"]
+    assert set(e) == set(ERROR_FIELDS) and e["code"] == "plan" and "plan.lock" in e["message"]
