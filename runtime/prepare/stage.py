@@ -35,11 +35,11 @@ from loft.runtime.prepare.load import LINE, file_sha256, jsonl_columns, load_opt
 from loft.runtime.prepare.rows import FitBatch, assemble, fit_dataset
 from loft.runtime.prepare.template import Encoder, eot_token_ids, template_variables
 from loft.runtime.prepare.tokenize import (
-    TOKENIZED_FEATURES,
     TokenizeBatch,
     datasets_module,
     import_datasets,
     tokenize_in_process,
+    tokenize_in_workers,
 )
 from loft.runtime.vocab import apply_vocabulary
 
@@ -291,8 +291,7 @@ def _tokenize_source(src: Source, s: Settings, importer: threading.Thread, warni
             importer.join()
             if isinstance(raw, dict):
                 raw = datasets_module().Dataset.from_dict(raw)
-            ds = raw.map(TokenizeBatch(encoder), batched=True, batch_size=512, with_indices=True,
-                         remove_columns=raw.column_names, num_proc=nproc, features=TOKENIZED_FEATURES())
+            ds = tokenize_in_workers(raw, TokenizeBatch(encoder), nproc)
         else:
             ds = tokenize_in_process(raw, TokenizeBatch(encoder), key1, importer)
         meta = {"rows_raw": rows_raw, "mask": encoder.mask_mode, "num_proc": nproc}

@@ -116,6 +116,43 @@ def tokenize_in_process(raw: Any, fn: TokenizeBatch, fingerprint: str, importer:
     return datasets.Dataset(table, info=datasets.DatasetInfo(features=features), fingerprint=fingerprint)
 
 
+WORKER_CHUNK_ROWS = 50_000  # rows per multi-process map: the progress line's granularity
+
+
+def tokenize_in_workers(raw: Any, fn: TokenizeBatch, nproc: int) -> Any:
+    """`raw.map(fn)` in `nproc` worker processes, over chunks of `chunk_rows` rows so that loft's progress
+    line advances while the workers run (datasets' own bar shows only on a terminal; in a log file a long
+    multi-process tokenize would otherwise be silent for minutes). Row indices stay global, so sample ids are
+    the same as in one process."""
+    from loft.runtime.progress import progress
+
+    datasets = datasets_module()
+    n = len(raw)
+    step = max(1, WORKER_CHUNK_ROWS)
+    parts = []
+    with progress(n, f"tokenize {fn.encoder.spec.name} ({nproc} processes)", "rows") as bar:
+        for lo in range(0, n, step):
+            chunk = raw.select(range(lo, min(n, lo + step)))
+            parts.append(chunk.map(_Offset(fn, lo), batched=True, batch_size=512, with_indices=True,
+                                   remove_columns=raw.column_names, num_proc=min(nproc, len(chunk)),
+                                   features=TOKENIZED_FEATURES()))
+            bar.update(len(chunk))
+    if not parts:
+        return raw.map(fn, batched=True, with_indices=True, remove_columns=raw.column_names,
+                       features=TOKENIZED_FEATURES())
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+class _Offset:
+    """`fn` with the chunk's row offset added to the indices (picklable, for the worker processes)."""
+
+    def __init__(self, fn: TokenizeBatch, offset: int) -> None:
+        self.fn, self.offset = fn, offset
+
+    def __call__(self, batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
+        return self.fn(batch, [i + self.offset for i in indices])
+
+
 def import_datasets() -> None:
     """`datasets`' own bars (the multi-process tokenize map, save_to_disk) only on a terminal: in a log file
     they are a wall of carriage returns; loft's own progress lines (progress.py) report there instead."""

@@ -285,3 +285,21 @@ def test_worker_processes_give_the_same_data(tmp_path, tok_dir):
     two = run(bundle(tmp_path / "two", tok_dir, rows=rows, data={"num_proc": 2}), **QUIET)
     assert two["datasets"]["chat"]["num_proc"] == 2 and one["datasets"]["chat"]["num_proc"] == 1
     assert prepared(tmp_path / "one").to_dict() == prepared(tmp_path / "two").to_dict()
+
+
+def test_worker_processes_report_progress_in_a_log(tmp_path, tok_dir, monkeypatch, capfd):
+    """With num_proc > 1 and stderr not a terminal, the tokenize step still prints loft's progress lines
+    (chunk by chunk), and the chunked map gives the same rows and sample ids as one process."""
+    import loft.runtime.prepare.tokenize as tokenize
+
+    monkeypatch.setattr(tokenize, "WORKER_CHUNK_ROWS", 25)
+    monkeypatch.setenv("LOFT_PROGRESS", "1")
+    monkeypatch.setenv("LOFT_PROGRESS_S", "0")
+    rows = chat_rows(60)
+    run(bundle(tmp_path / "one", tok_dir, rows=rows, data={"num_proc": 1}), **QUIET)
+    capfd.readouterr()
+    run(bundle(tmp_path / "two", tok_dir, rows=rows, data={"num_proc": 2}), **QUIET)
+    lines = [ln for ln in capfd.readouterr().err.splitlines() if "tokenize chat (2 processes)" in ln]
+    assert [ln.split(": ", 1)[1].split(" rows")[0] for ln in lines] == ["25/60", "50/60", "60/60", "60/60"], lines
+    assert lines[-1].endswith("done")
+    assert prepared(tmp_path / "one").to_dict() == prepared(tmp_path / "two").to_dict()
