@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint bench lock parity clean fuzz
+.PHONY: install demo test test-long test-fast lint bench lock parity clean fuzz
 
 # torch is pinned in the same pip command as the rest: this machine holds the 2.13.0 CPU wheel,
 # while an unpinned torch would pull a multi-GB CUDA build.
@@ -26,8 +26,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check compiler runtime targets tests benchmarks examples
 	$(VENV)/bin/mypy compiler runtime
 
+# `make test` stays within ~10 minutes on 2 cores; the multi-process and end-to-end runs (marker `long`) are
+# `make test-long`; .ci/run runs both.
 test: $(STAMP) lint
-	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz"
+	$(PY) -m pytest -q -p no:cacheprovider -m "not fuzz and not long"
+
+test-long: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "long and not fuzz"
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not fuzz"

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 STAGE_OUTPUTS = {
     "prepare": ["prepared/train", "prepared/eval", "prepare_report.json", "prepare_report.md", "lengths.png",

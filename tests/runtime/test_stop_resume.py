@@ -200,6 +200,7 @@ def _ds_bundle(root: Path, model: Path, stage: int, adapter: str, max_steps: int
     return run
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(("stage", "adapter"), [(0, "lora"), (2, "lora"), (3, "none")],
                          ids=["ddp-gloo-lora", "zero2-lora", "zero3-full"])
 def test_two_processes_agree_on_the_stop_step_and_resume_exactly(tiny_model_dir, tmp_path, stage, adapter):

@@ -276,6 +276,7 @@ def test_an_empty_eval_split_reads_as_no_eval_data(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_sweep_under_torchrun_trains_each_trial_data_parallel(tiny_model_dir, tmp_path):
     """Two gloo processes: rank 0 drives the study and broadcasts each trial; every trial trains on both ranks
     (world size 2, global batch 2) and results.jsonl is written once, by rank 0."""
