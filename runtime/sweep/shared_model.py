@@ -40,7 +40,8 @@ def weights_digest(model: Any, skip_lora: bool = True) -> str:
         name = name.replace("base_model.model.", "").replace(".base_layer", "")
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         if t.numel():
-            h.update(t.contiguous().view(-1).view(torch.uint8).cpu().numpy().tobytes())
+            # hash the tensor's own buffer (a memoryview): no second copy of every weight per check
+            h.update(memoryview(t.contiguous().view(-1).view(torch.uint8).cpu().numpy()))
     return h.hexdigest()
 
 
