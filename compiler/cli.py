@@ -18,21 +18,15 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .errors import ConfigError, Diagnostic, UsageError
+from loft.runtime.jsonout import Parser, UsageExit
+
+from .errors import ConfigError, Diagnostic
 
 COMMANDS = ("build", "check", "estimate", "convert", "verify", "diff", "templates", "schema", "gpus", "sweep")
 
 
 def _module(name: str) -> ModuleType:
     return importlib.import_module(f"{__package__}.commands.{name}")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (so --json can report it) after printing its usage line."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        raise UsageError(f"{self.prog}: {message}")
 
 
 def _add_json(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +41,7 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 
 
 def make_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
-    parser = _Parser(
+    parser = Parser(
         prog="loftc", description="Compile a fine-tuning config into a locked, reproducible run bundle.")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
     parser.add_argument("--version", action="version", version=f"loftc {_version()}")
@@ -114,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if as_json:
             _json_errors(e.diagnostics)
         return 1
-    except UsageError as e:
+    except UsageExit as e:  # argparse's (the shared Parser) and the commands' own UsageError
         if debug:
             raise
         print(f"loftc: error: {e}", file=sys.stderr)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from loft.runtime.jsonout import UsageExit
+
 Severity = Literal["error", "warning", "note"]  # note: informational (a skipped preview)
 
 
@@ -72,8 +74,8 @@ class ConfigError(Exception):
         return cls([Diagnostic(message, **kw)])  # type: ignore[arg-type]
 
 
-class UsageError(Exception):
-    """Bad command line: exit code 2."""
+class UsageError(UsageExit):
+    """Bad command line: exit code 2 (the runtime's UsageExit, which the shared argparse Parser raises)."""
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 1) -> str:

@@ -118,20 +118,14 @@ def _error(args: argparse.Namespace, code: str, message: str, exc: BaseException
     problem, each naming the key path."""
     if not getattr(args, "json", False):
         return
-    import re
-
     from .jsonout import error_object, print_errors
     from .plan import PlanError
 
-    errors = []
     if isinstance(exc, PlanError) and exc.problems:
-        for where, what in exc.problems:
-            missing = re.fullmatch(r"'([^']+)' is a required property", what)
-            key = f"{'' if where == '(top level)' else where + '.'}{missing.group(1)}" if missing else where
-            errors.append(error_object(what, "plan-schema", file=exc.file, key=key))
+        errors = [error_object(what, "plan-schema", file=exc.file, key=key) for key, what in exc.problems]
     else:
         file = getattr(exc, "file", None) or getattr(exc, "filename", None)
-        errors.append(error_object(message, code, file=str(file) if file else None))
+        errors = [error_object(message, code, file=str(file) if file else None)]
     print_errors(errors, stage=args.stage)
 
 

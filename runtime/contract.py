@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -69,19 +70,25 @@ def key_path(path: Any) -> str:
 
 def plan_errors(plan: Any) -> list[str]:
     """Every schema violation of a plan, one line each: `key.path: what is wrong`; [] when valid."""
-    return [f"{key}: {message}" for key, message in plan_problems(plan)]
+    return [f"{where}: {message}" for where, message, _ in plan_problems(plan)]
 
 
-def plan_problems(plan: Any) -> list[tuple[str, str]]:
-    """Every schema violation of a plan as (key path, what is wrong), sorted by key path; [] when valid."""
+def plan_problems(plan: Any) -> list[tuple[str, str, str]]:
+    """Every schema violation of a plan as (where, what is wrong, the offending key's path), sorted by key
+    path; [] when valid. For a missing key, `where` is the object that lacks it and the key path names the
+    key itself (`config.training.seed`)."""
     errors = sorted(_validator().iter_errors(plan), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     out = []
     for e in errors:
         where = key_path(e.absolute_path)
-        if e.validator == "required" or e.validator == "additionalProperties":
-            out.append((where, e.message))
+        if e.validator == "required":
+            missing = re.fullmatch(r"'([^']+)' is a required property", e.message)
+            key = key_path([*e.absolute_path, missing.group(1)]) if missing else where
+            out.append((where, e.message, key))
+        elif e.validator == "additionalProperties":
+            out.append((where, e.message, where))
         else:
-            out.append((where, _short(e.message)))
+            out.append((where, _short(e.message), where))
     return out
 
 

@@ -15,6 +15,7 @@ class PlanError(Exception):
     schema violation, for `--json`'s structured errors."""
 
     def __init__(self, message: str, problems: list[tuple[str, str]] | None = None, file: str = "") -> None:
+        # problems: (offending key path, what is wrong)
         super().__init__(message)
         self.problems = problems or []
         self.file = file
@@ -91,11 +92,11 @@ def check(plan: dict[str, Any], where: Path | str = "plan.lock") -> None:
 
     problems = plan_problems(plan)
     if problems:
-        errors = [f"{key}: {message}" for key, message in problems]
+        errors = [f"{where}: {message}" for where, message, _ in problems]
         shown = "\n  ".join(errors[:8]) + (f"\n  … {len(errors) - 8} more" if len(errors) > 8 else "")
         raise PlanError(f"{where}: does not match plan.schema.json ({len(errors)} problem"
                         f"{'s' if len(errors) > 1 else ''}); rebuild the bundle with `loftc build`:\n  {shown}",
-                        problems, file=str(where))
+                        [(key, message) for _, message, key in problems], file=str(where))
 
 
 def with_trial(bundle: Bundle, trial: int) -> Bundle:

@@ -76,3 +76,14 @@ def test_successes_say_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert obj["ok"] is True
     (run,) = obj["runs"]  # type: ignore[misc]
     assert run["latest"]["loss"] == 2.0 and run["eta_s"] == pytest.approx(3.0) and run["records"] == 1
+
+
+def test_analyze_passes_on_loftcs_own_structured_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).resolve().parents[1] / "examples" / "quickstart.yaml").read_text(encoding="utf-8")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(text.rstrip("\n") + "\ntrainig:\n  learning_rate: 1e-4\n", encoding="utf-8")
+    line = len(text.rstrip("\n").splitlines()) + 1
+    assert loft(["analyze", str(cfg), "--json"]) == 1
+    errors = _errors(_one(capsys))
+    typo = [e for e in errors if "trainig" in str(e["key"]) + str(e["message"])]
+    assert typo and typo[0]["line"] == line and str(typo[0]["file"]).endswith("cfg.yaml"), errors

@@ -168,8 +168,8 @@ def _bundle_for(target: Path, tmp: Path) -> Path:
                            "--json"], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         try:
-            errors = list(json.loads(proc.stdout.strip().splitlines()[-1])["errors"])
-        except (ValueError, IndexError, KeyError, TypeError):
+            errors = list(json.loads(proc.stdout)["errors"])  # loftc build --json: one object on stdout
+        except (ValueError, KeyError, TypeError):
             errors = []
         raise BuildFailed(proc.stderr.strip() or f"loftc build {target} failed ({proc.returncode})", errors)
     return tmp / "run"

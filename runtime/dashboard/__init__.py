@@ -68,7 +68,7 @@ def main(argv: Sequence[str]) -> int:
         server = make_server(dirs, args.port)
     except OSError as e:
         return fail("loft dashboard", f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e} (try --port N)",
-                    "port", False)
+                    "port", args.json)
     port = server.server_address[1]
     print(f"loft dashboard: http://127.0.0.1:{port}/  (Ctrl-C stops; from a laptop: "
           f"ssh -L {port}:127.0.0.1:{port} THIS_BOX)", flush=True)
